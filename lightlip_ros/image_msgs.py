@@ -1,0 +1,67 @@
+"""numpy <-> sensor_msgs/Image for the encodings LightLip accepts.
+
+cv_bridge is not available everywhere LightLip runs (no ROS 2 cv_bridge on PyPI), and these few lines
+are all the node needs, with the validation a robot's odd camera drivers make necessary.
+"""
+import numpy as np
+from sensor_msgs.msg import Image
+
+# encoding -> (channels, conversion to BGR). Only 8-bit encodings: the model works on 8-bit colour.
+_ENCODINGS = {
+    "bgr8": 3,
+    "rgb8": 3,
+    "bgra8": 4,
+    "rgba8": 4,
+    "mono8": 1,
+}
+SUPPORTED_ENCODINGS = tuple(_ENCODINGS)
+
+
+class ImageFormatError(ValueError):
+    """An Image message whose fields disagree or whose encoding is not supported."""
+
+
+def image_to_bgr(msg: Image) -> np.ndarray:
+    """Returns the image as a contiguous (height, width, 3) uint8 BGR array.
+
+    Raises ImageFormatError with one readable line when encoding, step, size and data disagree.
+    """
+    channels = _ENCODINGS.get(msg.encoding)
+    if channels is None:
+        raise ImageFormatError(
+            f"unsupported image encoding {msg.encoding!r} (supported: {', '.join(SUPPORTED_ENCODINGS)})")
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height <= 0 or width <= 0:
+        raise ImageFormatError(f"empty image: {width}x{height}")
+    if step < width * channels:
+        raise ImageFormatError(
+            f"image step {step} is smaller than width x channels = {width * channels} for {msg.encoding}")
+    if len(msg.data) != step * height:
+        raise ImageFormatError(
+            f"image data has {len(msg.data)} bytes, expected step x height = {step * height}")
+    rows = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(height, step)
+    pixels = rows[:, : width * channels].reshape(height, width, channels)
+    if msg.encoding == "bgr8":
+        return np.ascontiguousarray(pixels)
+    if msg.encoding == "rgb8":
+        return np.ascontiguousarray(pixels[:, :, ::-1])
+    if msg.encoding == "bgra8":
+        return np.ascontiguousarray(pixels[:, :, :3])
+    if msg.encoding == "rgba8":
+        return np.ascontiguousarray(pixels[:, :, 2::-1])
+    return np.ascontiguousarray(np.repeat(pixels, 3, axis=2))  # mono8
+
+
+def bgr_to_image(bgr: np.ndarray, header=None) -> Image:
+    """Wraps a (height, width, 3) uint8 BGR array in a bgr8 Image (header copied when given)."""
+    if bgr.dtype != np.uint8 or bgr.ndim != 3 or bgr.shape[2] != 3:
+        raise ValueError(f"expected a (H, W, 3) uint8 BGR array, got {bgr.dtype} {bgr.shape}")
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(bgr.shape[0]), int(bgr.shape[1])
+    msg.encoding = "bgr8"
+    msg.is_bigendian = 0
+    msg.step = msg.width * 3
+    msg.data = np.ascontiguousarray(bgr).tobytes()
+    return msg

@@ -1,0 +1,57 @@
+"""Shared fixtures: ROS 2 isolation (own domain per test, discovery on localhost) and project paths."""
+import itertools
+import os
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ASSETS = REPO_ROOT / "lightlip_ros" / "assets"
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+# Set before anything imports rclpy: DDS discovery stays on this host and logs stay out of $HOME.
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_LOG_DIR", str(Path(tempfile.gettempdir()) / "lightlip-test-ros-log"))
+
+# Fast DDS domains 0..101 map to distinct ports. Start at a random point so that test runs on the same
+# host at the same time rarely meet, then give every test its own domain.
+_domains = itertools.cycle(range(1, 102))
+for _ in range(random.SystemRandom().randrange(101)):
+    next(_domains)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture
+def ros_domain():
+    """A ROS_DOMAIN_ID used by this test alone (in-process contexts and subprocesses)."""
+    return next(_domains)
+
+
+@pytest.fixture
+def ros_env(ros_domain):
+    """Environment for ROS subprocesses of this test."""
+    return dict(os.environ, ROS_DOMAIN_ID=str(ros_domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+                PYTHONUNBUFFERED="1")
+
+
+@pytest.fixture
+def ros_context(ros_domain):
+    """An initialised rclpy context on this test's domain, shut down afterwards."""
+    import rclpy
+
+    context = rclpy.context.Context()
+    rclpy.init(context=context, domain_id=ros_domain)
+    yield context
+    rclpy.try_shutdown(context=context)
+
+
+@pytest.fixture(scope="session")
+def shared_speech_dir():
+    path = SHARED_DATA / "speech"
+    if not path.is_dir():
+        pytest.skip(f"development data not present at {path} (only developers' and CI machines have it)")
+    return path

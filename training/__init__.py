@@ -1,0 +1,1 @@
+"""Offline tools: data, lip-sync expert, teacher, distillation, quantization, engines, benchmarks."""
