@@ -26,7 +26,9 @@ write_stamp() { mkdir -p "$STAMPS"; printf '%s' "$2" >"$STAMPS/$1"; }
 # --- 1. System tools -----------------------------------------------------------------------------
 # command -> Debian package that provides it
 declare -A SYSTEM_TOOLS=(
-  [cmake]=cmake [g++]=g++ [make]=make [ffmpeg]=ffmpeg [espeak-ng]=espeak-ng
+  [cmake]=cmake [g++]=g++ [make]=make [ffmpeg]=ffmpeg [espeak-ng]=espeak-ng [sox]=sox
+  # The web display's browser test drives the system browser (no browser downloads).
+  [chromium]=chromium [chromedriver]=chromium-driver
 )
 missing_packages=()
 for tool in "${!SYSTEM_TOOLS[@]}"; do
@@ -63,7 +65,8 @@ if ! stamp_matches requirements "$requirements_hash"; then
   # point them at this venv's Python and numpy headers, or CMake refuses them.
   python_include="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
   numpy_include="$("$PY" -c 'import numpy; print(numpy.get_include())')"
-  grep -rlZ --include='*.cmake' '/opt/python/cp3' "$VENV/share" 2>/dev/null | xargs -0 -r sed -i -E \
+  # (grep finds nothing once they are patched: that is not an error.)
+  { grep -rlZ --include='*.cmake' '/opt/python/cp3' "$VENV/share" 2>/dev/null || true; } | xargs -0 -r sed -i -E \
     -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#${numpy_include}#g" \
     -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#${python_include}#g"
   write_stamp requirements "$requirements_hash"
