@@ -1,0 +1,270 @@
+"""The face LightLip animates: detection, the Wav2Lip crop, the cached model input and feathered paste-back.
+
+One face image is prepared once (`FaceCache.set_face`) and reused for every frame: the crop box, the
+(6, 96, 96) generator input and the blend mask never change while the face stays the same, so a frame
+costs only the generator and the paste.
+"""
+import hashlib
+from dataclasses import dataclass
+from typing import NamedTuple, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+CROP_SIZE = 96  # the generator's face resolution (Wav2Lip and the student)
+
+# Haar cascades tried in order, from OpenCV's own data files (offline, shipped with opencv-python<5).
+# On the 25 development portraits and the bundled face: alt2 finds 25/26 faces with no false positive;
+# "default" finds all 26 but adds false positives (an extra, sometimes larger box on 3 images), so it
+# only runs when alt2 finds nothing. The largest box wins: a robot's face image shows one main face.
+FRONTAL_CASCADES = ("haarcascade_frontalface_alt2.xml", "haarcascade_frontalface_default.xml")
+# Detection runs on a copy whose longer side is at most this many pixels: Haar cost grows with image
+# area, and a face large enough to animate is still far above the cascade's 20-24 px minimum there.
+DETECTION_MAX_SIDE = 640
+
+
+class FaceImageError(ValueError):
+    """An image that cannot be a face image at all (wrong type, shape or size); one readable line."""
+
+
+class Box(NamedTuple):
+    """A face box in image pixels: left, top, width, height."""
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    """How faces are found, cropped and blended back.
+
+    pads: (top, bottom, left, right) pixels added to the face box before cropping; (0, 10, 0, 0) is the
+        official Wav2Lip inference setting (it lets the crop reach below the chin).
+    blend_width_px: width of the soft transition between the generated lower face and the original
+        image, in pixels of the original image; 0 pastes a hard rectangle (Wav2Lip's look).
+    mask_top: where, as a fraction of the crop height, the transition into the generated face is
+        centred. The generator redraws the lower half (its input has the lower half masked), so 0.5.
+    min_face_fraction: the smallest face searched for, as a fraction of the image's shorter side.
+    """
+    pads: Tuple[int, int, int, int] = (0, 10, 0, 0)
+    blend_width_px: int = 16
+    mask_top: float = 0.5
+    min_face_fraction: float = 0.1
+
+    def __post_init__(self):
+        if len(self.pads) != 4 or any(int(p) < 0 for p in self.pads):
+            raise ValueError(f"pads must be four non-negative pixel counts (top, bottom, left, right), got {self.pads}")
+        if self.blend_width_px < 0:
+            raise ValueError(f"blend_width_px must be >= 0, got {self.blend_width_px}")
+        if not 0.0 <= self.mask_top < 1.0:
+            raise ValueError(f"mask_top must be in [0, 1), got {self.mask_top}")
+        if not 0.0 < self.min_face_fraction <= 1.0:
+            raise ValueError(f"min_face_fraction must be in (0, 1], got {self.min_face_fraction}")
+
+
+def as_bgr_image(image) -> np.ndarray:
+    """Returns a contiguous (H, W, 3) uint8 BGR array; grey and BGRA inputs are converted."""
+    if not isinstance(image, np.ndarray):
+        raise FaceImageError(f"face image must be a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise FaceImageError(f"face image must be 8-bit (uint8), got {image.dtype}")
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    elif image.ndim != 3 or image.shape[2] != 3:
+        raise FaceImageError(f"face image must be HxW, HxWx3 or HxWx4, got shape {image.shape}")
+    if image.shape[0] < CROP_SIZE // 4 or image.shape[1] < CROP_SIZE // 4:
+        raise FaceImageError(f"face image of {image.shape[1]}x{image.shape[0]} pixels is too small")
+    return np.ascontiguousarray(image)
+
+
+class FaceDetector:
+    """Largest frontal face in a BGR image, found with OpenCV's Haar cascades (see FRONTAL_CASCADES)."""
+
+    def __init__(self, min_face_fraction: float = 0.1):
+        self.min_face_fraction = min_face_fraction
+        self._cascades = []
+        for name in FRONTAL_CASCADES:
+            cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)
+            if cascade.empty():
+                raise RuntimeError(f"OpenCV cascade {name} could not be loaded from {cv2.data.haarcascades}")
+            self._cascades.append(cascade)
+
+    def detect(self, image_bgr: np.ndarray) -> Optional[Box]:
+        """The largest face box, or None when no cascade finds a face."""
+        height, width = image_bgr.shape[:2]
+        scale = min(1.0, DETECTION_MAX_SIDE / max(height, width))
+        gray = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
+        if scale < 1.0:
+            gray = cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        # Histogram equalisation makes the cascades far less sensitive to dim or washed-out portraits.
+        gray = cv2.equalizeHist(gray)
+        min_side = max(24, int(self.min_face_fraction * min(gray.shape)))
+        for cascade in self._cascades:
+            found = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
+            if len(found):
+                x, y, w, h = max(found, key=lambda b: int(b[2]) * int(b[3]))
+                return Box(round(x / scale), round(y / scale), round(w / scale), round(h / scale))
+        return None
+
+
+def crop_region(box: Box, image_shape: Sequence[int], pads=(0, 10, 0, 0)) -> Tuple[int, int, int, int]:
+    """The Wav2Lip crop (x1, y1, x2, y2): the box grown by pads (top, bottom, left, right), clamped."""
+    height, width = image_shape[:2]
+    top, bottom, left, right = pads
+    x1, y1 = max(0, box.x - left), max(0, box.y - top)
+    x2, y2 = min(width, box.x + box.width + right), min(height, box.y + box.height + bottom)
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        raise FaceImageError(f"face box {tuple(box)} lies outside the {width}x{height} image")
+    return x1, y1, x2, y2
+
+
+def model_input(crop_bgr: np.ndarray) -> np.ndarray:
+    """The generator's (6, 96, 96) float32 face input from a 96x96 BGR crop.
+
+    Channels 0-2: the crop with its lower half zeroed (the part the generator redraws); channels 3-5:
+    the crop itself as the identity reference. Values in [0, 1], BGR order, as Wav2Lip was trained.
+    """
+    face = crop_bgr.astype(np.float32).transpose(2, 0, 1) / 255.0
+    masked = face.copy()
+    masked[:, CROP_SIZE // 2:, :] = 0.0
+    return np.ascontiguousarray(np.concatenate([masked, face], axis=0))
+
+
+def _smoothstep_ramp(distance: np.ndarray, width: float) -> np.ndarray:
+    t = np.clip(distance / width, 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def blend_mask(height: int, width: int, blend_width_px: int, mask_top: float = 0.5) -> np.ndarray:
+    """A (height, width) float32 weight of the generated face inside the crop, 0 at its border.
+
+    Smoothstep ramps of blend_width_px pixels rise from the left, right and bottom edges and around the
+    mask_top line, so the weight is continuous everywhere and exactly 1 over the mouth. (A Gaussian blur
+    of a rectangle would leave a step at the crop border unless eroded by three sigmas; the ramps are
+    exact and as cheap, and they are computed once per face.)
+    """
+    if blend_width_px <= 0:
+        mask = np.zeros((height, width), np.float32)
+        mask[int(round(mask_top * height)):, :] = 1.0
+        return mask
+    # Keep a full-weight interior on small crops: at most a quarter of each side ramps.
+    ramp = float(min(blend_width_px, width / 4.0, height / 4.0))
+    cols = np.arange(width, dtype=np.float64) + 0.5
+    rows = np.arange(height, dtype=np.float64) + 0.5
+    horizontal = _smoothstep_ramp(np.minimum(cols, width - cols), ramp)
+    top_line = mask_top * height - ramp / 2.0
+    vertical = _smoothstep_ramp(np.minimum(rows - top_line, height - rows), ramp)
+    return np.outer(vertical, horizontal).astype(np.float32)
+
+
+def paste_back(image_bgr: np.ndarray, region: Tuple[int, int, int, int], prediction: np.ndarray,
+               mask: np.ndarray) -> np.ndarray:
+    """A copy of image_bgr with the (3, 96, 96) [0, 1] BGR prediction blended into region by mask."""
+    x1, y1, x2, y2 = region
+    predicted = np.clip(prediction.transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    predicted = cv2.resize(predicted, (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
+    out = image_bgr.copy()
+    original = out[y1:y2, x1:x2]
+    # blendLinear: per-pixel weighted sum, rounded and saturated to uint8 in one pass.
+    out[y1:y2, x1:x2] = cv2.blendLinear(predicted, original, mask, 1.0 - mask)
+    return out
+
+
+def image_key(image_bgr: np.ndarray, box: Optional[Box]) -> bytes:
+    """A digest of the pixels (and the box override) that identifies a face image cheaply."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr((image_bgr.shape, None if box is None else tuple(box))).encode())
+    digest.update(memoryview(image_bgr).cast("B"))
+    return digest.digest()
+
+
+@dataclass(frozen=True)
+class PreparedFace:
+    """Everything a frame needs from the face, computed once."""
+    image: np.ndarray          # (H, W, 3) uint8 BGR, read-only: the idle face
+    box: Box                   # detected or given face box
+    region: Tuple[int, int, int, int]  # padded, clamped crop (x1, y1, x2, y2)
+    model_input: np.ndarray    # (6, 96, 96) float32, read-only
+    mask: np.ndarray           # (y2-y1, x2-x1) float32 blend weight of the prediction
+    detected: bool             # False: the box was given by the caller
+    key: bytes
+
+    def paste(self, prediction: np.ndarray) -> np.ndarray:
+        """The full frame for one (3, 96, 96) generator output."""
+        return paste_back(self.image, self.region, prediction, self.mask)
+
+
+def prepare_face(image_bgr: np.ndarray, box: Box, detected: bool, config: FaceConfig, key: bytes) -> PreparedFace:
+    region = crop_region(box, image_bgr.shape, config.pads)
+    x1, y1, x2, y2 = region
+    crop = cv2.resize(image_bgr[y1:y2, x1:x2], (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_LINEAR)
+    image = image_bgr.copy()
+    inputs = model_input(crop)
+    for array in (image, inputs):
+        array.setflags(write=False)
+    mask = blend_mask(y2 - y1, x2 - x1, config.blend_width_px, config.mask_top)
+    return PreparedFace(image, box, region, inputs, mask, detected, key)
+
+
+@dataclass(frozen=True)
+class FaceUpdate:
+    """What set_face did. ok: a usable face is in place (maybe the previous one); changed: a new one."""
+    ok: bool
+    changed: bool
+    detected: bool
+    box: Optional[Box]
+    note: str
+
+
+class FaceCache:
+    """Holds the current face; a new image replaces it, the same image again costs only a hash."""
+
+    def __init__(self, config: FaceConfig = FaceConfig(), detector: Optional[FaceDetector] = None):
+        self.config = config
+        self._detector = detector
+        self._last_key: Optional[bytes] = None
+        self._last_update: Optional[FaceUpdate] = None
+        self.face: Optional[PreparedFace] = None
+
+    @property
+    def detector(self) -> FaceDetector:
+        if self._detector is None:
+            self._detector = FaceDetector(self.config.min_face_fraction)
+        return self._detector
+
+    def set_face(self, image, box: Optional[Sequence[int]] = None) -> FaceUpdate:
+        """Prepares image (BGR uint8) as the face; box (x, y, width, height) skips detection.
+
+        Raises FaceImageError for arrays that cannot be images or a box outside the image. An image in
+        which no face is found keeps the previous face (ok is True if there is one) and says so in note.
+        """
+        image = as_bgr_image(image)
+        if box is not None:
+            box = Box(*(int(v) for v in box))
+            if box.width <= 0 or box.height <= 0:
+                raise FaceImageError(f"face box {tuple(box)} has no area")
+        key = image_key(image, box)
+        if key == self._last_key and self._last_update is not None:
+            return FaceUpdate(self._last_update.ok, False, self._last_update.detected, self._last_update.box,
+                              "same face image as before: nothing to do")
+        height, width = image.shape[:2]
+        detected = box is None
+        if detected:
+            box = self.detector.detect(image)
+            if box is None:
+                if self.face is None:
+                    note = f"no face found in the {width}x{height} image and no previous face: waiting for a face"
+                else:
+                    note = f"no face found in the {width}x{height} image: kept the previous face"
+                update = FaceUpdate(self.face is not None, False, False, None, note)
+                self._last_key, self._last_update = key, update
+                return update
+        self.face = prepare_face(image, box, detected, self.config, key)
+        how = "detected" if detected else "given"
+        update = FaceUpdate(True, True, detected, box,
+                            f"face {how} at x={box.x} y={box.y} {box.width}x{box.height} in a {width}x{height} image")
+        self._last_key, self._last_update = key, update
+        return update
