@@ -138,6 +138,11 @@ class StreamingMel:
         self.columns_emitted = 0
         self.finished = False
 
+    @property
+    def buffered_samples(self) -> int:
+        """Samples held for columns not yet emitted (stays below one chunk + 800)."""
+        return self._buffer.size
+
     def push(self, samples) -> np.ndarray:
         if self.finished:
             raise RuntimeError("StreamingMel.push after finish(); start a new StreamingMel")
