@@ -1,0 +1,67 @@
+"""Losses of the offline training recipes: reconstruction, the expert's sync loss on generated frames,
+and the two distillation terms (teacher frames, teacher decoder features through learned adapters).
+
+The expert's own loss (BCE on cosine similarity) and its face input live with the model in
+`lightlip_ros.models.syncnet`; this module only applies them to generated frames.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lightlip_ros.models.syncnet import sync_loss, syncnet_face_input
+
+
+def expert_sync_loss(expert: nn.Module, mel_window: Tensor, frames: Tensor) -> Tensor:
+    """Wav2Lip's generator sync loss: the frozen expert's BCE for generated frames (B,3,5,96,96) against
+    the window's mel (B,1,80,16), with every pair labelled in sync.
+
+    Computed in float32 outside autocast: binary cross-entropy is not safe in half precision.
+    """
+    with torch.autocast(device_type=frames.device.type, enabled=False):
+        audio_embedding, face_embedding = expert(mel_window.float(), syncnet_face_input(frames.float()))
+        in_sync = torch.ones(frames.size(0), device=frames.device)
+        return sync_loss(audio_embedding, face_embedding, in_sync)
+
+
+class FeatureAdapters(nn.Module):
+    """1x1 convolutions that map each student decoder feature map to the width of the teacher's.
+
+    Trained jointly with the student and discarded afterwards: they exist only so that feature maps of
+    different widths can be compared (FitNets-style hints). A pair of equal widths still gets an adapter,
+    so every layer is compared through a learned projection in the same way.
+    """
+
+    def __init__(self, student_widths, teacher_widths):
+        super().__init__()
+        if len(student_widths) != len(teacher_widths):
+            raise ValueError(f"student has {len(student_widths)} decoder feature maps, "
+                             f"teacher {len(teacher_widths)}")
+        self.projections = nn.ModuleList(nn.Conv2d(s, t, 1) for s, t in zip(student_widths, teacher_widths))
+
+    def forward(self, student_features):
+        return [project(feature) for project, feature in zip(self.projections, student_features)]
+
+
+def feature_distillation_loss(adapted_student_features, teacher_features) -> Tensor:
+    """Mean over layers of MSE(adapted student map, teacher map), each divided by the teacher map's mean
+    square so that deep wide layers and shallow ones weigh alike whatever their activation scale."""
+    losses = []
+    for student_map, teacher_map in zip(adapted_student_features, teacher_features):
+        if student_map.shape != teacher_map.shape:
+            raise ValueError(f"feature shapes differ: {tuple(student_map.shape)} vs {tuple(teacher_map.shape)}")
+        teacher_map = teacher_map.detach().float()
+        scale = teacher_map.pow(2).mean().clamp_min(1e-6)
+        losses.append(F.mse_loss(student_map.float(), teacher_map) / scale)
+    return torch.stack(losses).mean()
+
+
+def output_distillation_loss(student_frames: Tensor, teacher_frames: Tensor) -> Tensor:
+    """L1 between the student's and the teacher's generated frames (the teacher is not trained)."""
+    return F.l1_loss(student_frames, teacher_frames.detach())
+
+
+def reconstruction_loss(frames: Tensor, target: Tensor) -> Tensor:
+    """Wav2Lip's reconstruction term: L1 to the ground-truth frames."""
+    return F.l1_loss(frames, target)
