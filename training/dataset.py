@@ -1,0 +1,258 @@
+"""Wav2Lip training samples from the Wav2Lip layout (see training.layout): generator and lip-sync expert.
+
+Conventions, as Wav2Lip's training code samples them (facts, not code, carried over):
+- A sample is a window of T=5 consecutive frames starting at frame s, crops resized to 96x96, BGR in [0, 1].
+- Generator input: the window with its lower half zeroed, concatenated on channels with a reference window of
+  the same clip at another time (the identity frames) -> (6, T, 96, 96); target: the window (3, T, 96, 96).
+- Per-frame mel windows: frame f uses the 16 columns from int(80 * (f - 1) / 25), i.e. one frame earlier
+  than the inference convention (lightlip_ros.audio.mel_window_start); hence s >= 1.
+- SyncNet mel of a window: the 16 columns from int(80 * s / 25) (the 5 frames' own 200 ms).
+- Expert pairs: the mel of window s with the frames of s (in sync, label 1) or of another start (label 0).
+
+Randomness comes only from ``numpy.random.default_rng([seed, epoch, index])``, so a sample depends on
+(seed, epoch, index) alone: the same with any number of DataLoader workers, in any order. Call
+``set_epoch`` each epoch for new windows. Mel spectrograms are cached per clip (``mel.npy`` beside
+``audio.wav``, plus a small in-process cache).
+"""
+import functools
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from lightlip_ros.audio import FPS, MEL_STEP_SIZE, MELS_PER_SECOND, load_audio, melspectrogram
+from lightlip_ros.face import CROP_SIZE
+from lightlip_ros.models.syncnet import SYNC_FRAMES, syncnet_face_input
+
+from .layout import AUDIO_NAME, MEL_CACHE_NAME, DataError, count_frames, frame_path, read_filelist
+
+# A clip that cannot give a sample (too short, unreadable) is replaced by another clip drawn from the same
+# generator; after this many failures in a row the data set is declared unusable.
+_MAX_ATTEMPTS = 20
+
+
+def training_mel_start(frame, fps=FPS):
+    """First mel column of frame ``frame``'s window in Wav2Lip training (one frame before inference's)."""
+    return int(MELS_PER_SECOND * (frame - 1) / fps)
+
+
+def sync_mel_start(start_frame, fps=FPS):
+    """First mel column of the SyncNet window of the T frames starting at ``start_frame``."""
+    return int(MELS_PER_SECOND * start_frame / fps)
+
+
+def valid_starts(n_frames, n_mel_columns, frames=SYNC_FRAMES):
+    """Window starts s whose frames s..s+T-1 exist and whose per-frame and SyncNet mels fit the audio."""
+    starts = np.arange(1, max(1, n_frames - frames + 1))
+    if len(starts) == 0:
+        return starts
+    last_frame_end = np.array([training_mel_start(s + frames - 1) for s in starts]) + MEL_STEP_SIZE
+    sync_end = np.array([sync_mel_start(s) for s in starts]) + MEL_STEP_SIZE
+    return starts[(last_frame_end <= n_mel_columns) & (sync_end <= n_mel_columns)]
+
+
+def _write_mel_cache(path, mel):
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".mel.", suffix=".npy")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.save(stream, mel)
+        os.replace(temporary, path)
+    except OSError:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+@functools.lru_cache(maxsize=256)
+def clip_mel(clip_dir):
+    """(80, T) mel spectrogram of a clip's audio.wav, from mel.npy when it is newer than the audio.
+
+    A read-only data set still works: the cache file is then simply not written.
+    """
+    clip_dir = Path(clip_dir)
+    audio = clip_dir / AUDIO_NAME
+    cache = clip_dir / MEL_CACHE_NAME
+    try:
+        if cache.is_file() and cache.stat().st_mtime >= audio.stat().st_mtime:
+            mel = np.load(cache)
+            if mel.ndim == 2 and mel.shape[0] == 80:
+                return mel
+    except (OSError, ValueError):
+        pass
+    mel = melspectrogram(load_audio(audio))
+    try:
+        _write_mel_cache(cache, mel)
+    except OSError:
+        pass
+    return mel
+
+
+@functools.lru_cache(maxsize=4096)
+def clip_frame_count(clip_dir):
+    return count_frames(clip_dir)
+
+
+def read_frames(clip_dir, indices, size=CROP_SIZE):
+    """(len(indices), size, size, 3) uint8 BGR crops; raises DataError for a missing or unreadable frame."""
+    frames = []
+    for index in indices:
+        path = frame_path(clip_dir, int(index))
+        image = cv2.imread(str(path))
+        if image is None:
+            raise DataError(f"{path}: missing or unreadable frame")
+        if image.shape[:2] != (size, size):
+            image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+        frames.append(image)
+    return np.stack(frames)
+
+
+def frames_to_tensor(frames):
+    """(T, H, W, 3) uint8 BGR -> (3, T, H, W) float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames.transpose(3, 0, 1, 2))).float().div_(255.0)
+
+
+def mask_lower_half(window):
+    """A copy of a (3, T, H, W) or (3, H, W) tensor with the lower half zeroed (the part to redraw)."""
+    masked = window.clone()
+    masked[..., window.shape[-2] // 2:, :] = 0.0
+    return masked
+
+
+def mel_window(mel, start):
+    """(1, 80, 16) float32 tensor of the 16 mel columns from ``start``."""
+    return torch.from_numpy(np.ascontiguousarray(mel[:, start:start + MEL_STEP_SIZE])).float().unsqueeze(0)
+
+
+class _ClipSampler(Dataset):
+    """What both data sets share: the clip list, seeded per-sample generators and clip fallback."""
+
+    def __init__(self, root, split, seed=0, samples_per_clip=1, img_size=CROP_SIZE, clips=None):
+        self.root = Path(root)
+        self.split = split
+        self.clips = list(clips) if clips is not None else read_filelist(self.root, split)
+        if not self.clips:
+            raise DataError(f"{self.root}: the {split} file list is empty")
+        if samples_per_clip < 1:
+            raise ValueError(f"samples_per_clip must be >= 1, got {samples_per_clip}")
+        self.seed = int(seed)
+        self.samples_per_clip = int(samples_per_clip)
+        self.img_size = int(img_size)
+        self.epoch = 0
+        self._warned = set()
+
+    def set_epoch(self, epoch):
+        """Draw different windows in each epoch (call before iterating; DataLoader workers see it when
+        they start, i.e. at each epoch unless persistent_workers is set: then call it before creating
+        the loader's iterator)."""
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return len(self.clips) * self.samples_per_clip
+
+    def clip_dir(self, clip_index):
+        return self.root / self.clips[clip_index]
+
+    def _starts(self, clip_dir):
+        n_frames = clip_frame_count(str(clip_dir))
+        if n_frames < SYNC_FRAMES + 1:
+            return np.zeros(0, np.int64)
+        return valid_starts(n_frames, clip_mel(str(clip_dir)).shape[1])
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        clip_index = index // self.samples_per_clip
+        for _ in range(_MAX_ATTEMPTS):
+            clip_dir = self.clip_dir(clip_index)
+            try:
+                starts = self._starts(clip_dir)
+                if len(starts) >= 2:
+                    return self._sample(clip_index, clip_dir, starts, rng)
+                problem = "too short for two 5-frame windows"
+            except (DataError, OSError, ValueError) as error:
+                problem = str(error)
+            if clip_dir not in self._warned:
+                self._warned.add(clip_dir)
+                warnings.warn(f"skipping clip {clip_dir}: {problem}", stacklevel=2)
+            clip_index = int(rng.integers(len(self.clips)))
+        raise DataError(f"{self.root}: {_MAX_ATTEMPTS} clips in a row gave no sample; check the data")
+
+    def _other_start(self, starts, start, rng, min_offset):
+        far = starts[np.abs(starts - start) >= max(1, min_offset)]
+        if len(far) == 0:
+            far = starts[starts != start]
+        return int(far[rng.integers(len(far))])
+
+
+class Wav2LipDataset(_ClipSampler):
+    """Generator training samples (dict of tensors):
+
+    face_input (6, T, 96, 96): masked window + reference window; target (3, T, 96, 96);
+    mels (T, 1, 80, 16): per-frame windows (training convention); sync_mel (1, 80, 16): the window's mel
+    for the SyncNet loss; clip, start: which clip (index into ``clips``) and first frame.
+
+    reference_min_offset: the reference window starts at least this many frames away (1 = any other
+    window, as Wav2Lip does).
+    """
+
+    def __init__(self, root, split, seed=0, samples_per_clip=1, img_size=CROP_SIZE, reference_min_offset=1,
+                 clips=None):
+        super().__init__(root, split, seed, samples_per_clip, img_size, clips)
+        self.reference_min_offset = int(reference_min_offset)
+
+    def _sample(self, clip_index, clip_dir, starts, rng):
+        start = int(starts[rng.integers(len(starts))])
+        reference = self._other_start(starts, start, rng, self.reference_min_offset)
+        frames = range(start, start + SYNC_FRAMES)
+        window = frames_to_tensor(read_frames(clip_dir, frames, self.img_size))
+        reference_window = frames_to_tensor(read_frames(clip_dir, range(reference, reference + SYNC_FRAMES),
+                                                        self.img_size))
+        mel = clip_mel(str(clip_dir))
+        mels = torch.stack([mel_window(mel, training_mel_start(f)) for f in frames])
+        return {
+            "face_input": torch.cat([mask_lower_half(window), reference_window], dim=0),
+            "target": window,
+            "mels": mels,
+            "sync_mel": mel_window(mel, sync_mel_start(start)),
+            "clip": clip_index,
+            "start": start,
+        }
+
+
+class SyncPairDataset(_ClipSampler):
+    """Lip-sync expert pairs (dict of tensors): faces (15, 48, 96) = lower halves of 5 frames stacked on
+    channels (the SyncNet input), mel (1, 80, 16) of the window at ``start``, in_sync (1.0 when the frames
+    are that window's, 0.0 when they come from another start of the same clip), plus clip, start,
+    frames_start.
+
+    positive_fraction: share of in-sync pairs (Wav2Lip: one half). off_sync_min_offset: an off-sync window
+    starts at least this many frames away (1 = any other window, as Wav2Lip does).
+    """
+
+    def __init__(self, root, split, seed=0, samples_per_clip=1, img_size=CROP_SIZE, positive_fraction=0.5,
+                 off_sync_min_offset=1, clips=None):
+        super().__init__(root, split, seed, samples_per_clip, img_size, clips)
+        if not 0.0 <= positive_fraction <= 1.0:
+            raise ValueError(f"positive_fraction must be in [0, 1], got {positive_fraction}")
+        self.positive_fraction = float(positive_fraction)
+        self.off_sync_min_offset = int(off_sync_min_offset)
+
+    def _sample(self, clip_index, clip_dir, starts, rng):
+        start = int(starts[rng.integers(len(starts))])
+        in_sync = bool(rng.random() < self.positive_fraction)
+        frames_start = start if in_sync else self._other_start(starts, start, rng, self.off_sync_min_offset)
+        window = frames_to_tensor(read_frames(clip_dir, range(frames_start, frames_start + SYNC_FRAMES),
+                                              self.img_size))
+        return {
+            "faces": syncnet_face_input(window.unsqueeze(0))[0],
+            "mel": mel_window(clip_mel(str(clip_dir)), sync_mel_start(start)),
+            "in_sync": torch.tensor(1.0 if in_sync else 0.0),
+            "clip": clip_index,
+            "start": start,
+            "frames_start": frames_start,
+        }
