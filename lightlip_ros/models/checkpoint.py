@@ -197,9 +197,11 @@ def _load_into(candidates, state, path, source_format, metadata, map_location):
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
+    """The network inside DataParallel/DistributedDataParallel (`module`) or torch.compile (`_orig_mod`)."""
     while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
-        if not isinstance(inner, nn.Module):
+        inner = next((getattr(model, name) for name in ("module", "_orig_mod")
+                      if isinstance(getattr(model, name, None), nn.Module)), None)
+        if inner is None:
             return model
         model = inner
 
