@@ -69,7 +69,10 @@ def _stft_magnitude(signal: np.ndarray, center: bool) -> np.ndarray:
 
 
 def melspectrogram(wav) -> np.ndarray:
-    """Normalised log-mel spectrogram (80, 1 + len(wav) // 200) of float 16 kHz mono audio in [-1, 1]."""
+    """Normalised log-mel spectrogram (80, 1 + len(wav) // 200) of float 16 kHz mono audio in [-1, 1].
+
+    Samples are taken as float32, as the official pipeline reads them; the arithmetic runs in float64.
+    """
     wav = _as_samples(wav)
     if wav.size == 0:
         raise AudioError("cannot compute a mel spectrogram of empty audio")
