@@ -110,6 +110,17 @@ class FaceDetector:
         return None
 
 
+_default_detector: Optional[FaceDetector] = None
+
+
+def detect_face(image_bgr: np.ndarray) -> Optional[Box]:
+    """The largest face box in a BGR uint8 image with the default settings, or None."""
+    global _default_detector
+    if _default_detector is None:
+        _default_detector = FaceDetector()
+    return _default_detector.detect(as_bgr_image(image_bgr))
+
+
 def crop_region(box: Box, image_shape: Sequence[int], pads=(0, 10, 0, 0)) -> Tuple[int, int, int, int]:
     """The Wav2Lip crop (x1, y1, x2, y2): the box grown by pads (top, bottom, left, right), clamped."""
     height, width = image_shape[:2]

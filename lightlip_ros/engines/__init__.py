@@ -1,0 +1,14 @@
+"""Inference engines behind one interface, and the function that picks one.
+
+    from lightlip_ros.engines import select_engine
+    engine, reason = select_engine("student.pt")      # TensorRT > ONNX Runtime > PyTorch
+    frames = engine.infer(mel_windows, face_inputs)   # (B,1,80,16), (B,6,96,96) -> (B,3,96,96)
+
+Engine modules (and torch/onnxruntime) are imported only when an engine is opened;
+lightlip_ros.engines.onnx_export.export_generator_onnx is the exporter the quantization tools share.
+"""
+from .base import EngineError, EngineOptions, InferenceEngine
+from .selection import AUTO_ORDER, ENGINES, PREFERENCES, model_kind, select_engine
+
+__all__ = ["AUTO_ORDER", "ENGINES", "EngineError", "EngineOptions", "InferenceEngine", "PREFERENCES",
+           "model_kind", "select_engine"]

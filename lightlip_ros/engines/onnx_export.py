@@ -1,0 +1,77 @@
+"""Exporting a generator to ONNX: one function for the runtime cache and the offline quantization tools."""
+import contextlib
+import io
+import json
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+
+ONNX_OPSET = 17  # TensorRT 10.x (JetPack 6) and ONNX Runtime both run it
+INPUT_NAMES = ("mel", "face")
+OUTPUT_NAME = "frames"
+MAX_BATCH = 4096
+# Keys LightLip writes into the ONNX file's metadata_props.
+META_ARCHITECTURE = "lightlip.architecture"
+META_CONFIG = "lightlip.config"
+
+
+def export_generator_onnx(model: torch.nn.Module, path, opset: int = ONNX_OPSET, **metadata) -> Path:
+    """Writes model (a generator, possibly with fake-quantization) to path as ONNX; returns the path.
+
+    Inputs "mel" (B,1,80,16) and "face" (B,6,96,96), output "frames" (B,3,96,96), batch dimension
+    dynamic. Exported in eval mode with torch.export (BatchNorm folds into the convolutions). The
+    generator's architecture and widths go into the file's metadata, with any extra metadata given as
+    keyword arguments (str values). The file appears atomically: a reader never sees half an export.
+    """
+    path = Path(path)
+    was_training = model.training
+    model.eval()
+    mel, face = torch.zeros(1, 1, 80, 16), torch.zeros(1, 6, 96, 96)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        with _quiet_exporter():
+            program = torch.onnx.export(model, (mel, face), input_names=list(INPUT_NAMES),
+                                        output_names=[OUTPUT_NAME], opset_version=opset,
+                                        dynamic_shapes=({0: batch}, {0: batch}), dynamo=True, verbose=False)
+        proto = program.model_proto
+        properties = {}
+        architecture = getattr(model, "architecture", None)
+        if architecture:
+            properties[META_ARCHITECTURE] = str(architecture)
+        config = getattr(model, "config", None)
+        if isinstance(config, dict):
+            properties[META_CONFIG] = json.dumps(config, sort_keys=True)
+        properties.update({str(k): str(v) for k, v in metadata.items()})
+        onnx.helper.set_model_props(proto, properties)
+        onnx.save(proto, temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        model.train(was_training)
+    return path
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """torch.onnx prints progress and warns about absent optional packages (torchvision) and the opset
+    conversion on every export; none of it concerns a user whose export succeeds."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
