@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from .layout import DataError
 from .train_config import write_config
 
 CHECKPOINT_VERSION = 1
@@ -161,6 +162,20 @@ class ResumableSampler(DistributedSampler):
 
     def __len__(self):
         return self.num_samples - self.start_index
+
+
+def dataset_pair(dataset_class, config: dict):
+    """(train, validation) data sets of the data reader, from the run's `data` section. Validation
+    samples are fixed (epoch 0 always); training windows change every epoch (the trainer sets it)."""
+    data, seed = config["data"], int(config["train"]["seed"])
+    try:
+        train = dataset_class(data["root"], data["train_split"], seed=seed,
+                              samples_per_clip=int(data["samples_per_clip"]))
+        val = dataset_class(data["root"], data["val_split"], seed=seed + 1,
+                            samples_per_clip=int(data["val_samples_per_clip"]))
+    except DataError as error:
+        raise TrainingError(f"data: {error}") from error
+    return train, val
 
 
 # --------------------------------------------------------------------------------------------------
@@ -362,6 +377,8 @@ class Trainer:
         while self.step < total_steps:
             epoch, done_in_epoch = divmod(self.step, batches_per_epoch)
             sampler.set_epoch(epoch)
+            if hasattr(train_set, "set_epoch"):  # new random windows every epoch, same on resume
+                train_set.set_epoch(epoch)
             sampler.start_index = done_in_epoch * batch_size
             generator = torch.Generator().manual_seed(int(cfg["seed"]) * 100003 + epoch)
             for batch in self._loader(train_set, sampler, batch_size, generator):

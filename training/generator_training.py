@@ -1,0 +1,204 @@
+"""Generator recipes: the Wav2Lip teacher, the student from scratch, and the student distilled from a teacher.
+
+One recipe covers all three, because they are one loss with different terms switched on (no discriminator
+in any of them):
+
+    total = recon·L1(G, ground truth)
+          + output_distill·L1(G, teacher frames)                       (distillation only)
+          + feature_distill·hint(adapters(G features), teacher features) (distillation only)
+          + sync·expert BCE(G frames, audio)                            (once switched on, see below)
+
+The expert's sync term starts at weight 0 and is switched on when the expert's loss on the generator's
+validation frames drops below `loss.sync_enable_below` (Wav2Lip uses 0.75); null switches it on at once.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lightlip_ros.models import build_generator, load_generator, load_syncnet, save_generator
+from lightlip_ros.models.checkpoint import CheckpointError
+
+from .losses import (FeatureAdapters, expert_sync_loss, feature_distillation_loss, output_distillation_loss,
+                     reconstruction_loss)
+from .dataset import Wav2LipDataset
+from .trainer import Recipe, TrainingError, dataset_pair
+
+
+class GeneratorWithAdapters(nn.Module):
+    """The trained module: the generator plus, when distilling features, its 1x1 adapters. Adapters are
+    trained jointly (and checkpointed for --resume) but never exported with the generator."""
+
+    def __init__(self, generator: nn.Module, adapters: nn.Module = None, feature_layers=()):
+        super().__init__()
+        self.generator = generator
+        self.adapters = adapters
+        self.feature_layers = list(feature_layers)
+
+    def forward(self, mel, face):
+        if self.adapters is None:
+            return self.generator(mel, face), []
+        frames, features = self.generator.forward_with_features(mel, face)
+        return frames, self.adapters([features[i] for i in self.feature_layers])
+
+
+def _decoder_feature_widths(generator: nn.Module) -> list:
+    """Channel count of each decoder feature map, read off one tiny forward pass."""
+    was_training = generator.training
+    generator.eval()
+    with torch.no_grad():
+        parameter = next(generator.parameters())
+        mel = torch.zeros(1, 1, 80, 16, device=parameter.device)
+        face = torch.zeros(1, 6, 96, 96, device=parameter.device)
+        _, features = generator.forward_with_features(mel, face)
+    generator.train(was_training)
+    return [feature.size(1) for feature in features]
+
+
+class GeneratorRecipe(Recipe):
+    monitor = "val/l1"
+
+    def __init__(self, config: dict, device: torch.device):
+        super().__init__(config, device)
+        self.name = config["recipe"]
+        self.weights = {key: float(config["loss"][key] or 0.0)
+                        for key in ("recon", "sync", "output_distill", "feature_distill")}
+        self.sync_enable_below = config["loss"]["sync_enable_below"]
+        self.sync_active = self.sync_enable_below is None
+        self.teacher = None
+        teacher_path = (config.get("teacher") or {}).get("checkpoint")
+        if teacher_path:
+            self.teacher = self._frozen(load_generator, teacher_path, "teacher")
+        elif self.weights["output_distill"] or self.weights["feature_distill"]:
+            # Training without a teacher is the "from scratch" baseline: distillation terms drop out.
+            self.weights["output_distill"] = self.weights["feature_distill"] = 0.0
+        self.expert = None
+        expert_path = config["expert"]["checkpoint"]
+        if expert_path:
+            self.expert = self._frozen(load_syncnet, expert_path, "lip-sync expert")
+        elif self.weights["sync"]:
+            raise TrainingError("loss.sync > 0 needs a lip-sync expert: pass --expert (train one with "
+                                "`lightlip-train syncnet`) or set loss.sync=0")
+
+    def _frozen(self, loader, path, what):
+        try:
+            network = loader(path, map_location=self.device)
+        except CheckpointError as error:
+            raise TrainingError(f"{what}: {error}") from error
+        return network.eval().requires_grad_(False)
+
+    def datasets(self):
+        return dataset_pair(Wav2LipDataset, self.config)
+
+    def build_model(self) -> nn.Module:
+        model_cfg = self.config["model"]
+        if model_cfg.get("init"):
+            try:
+                generator = load_generator(model_cfg["init"])
+            except CheckpointError as error:
+                raise TrainingError(f"--init: {error}") from error
+        else:
+            widths = model_cfg.get("widths")
+            if isinstance(widths, (int, float)) and not isinstance(widths, bool):
+                from lightlip_ros.models import GeneratorWidths
+
+                widths = GeneratorWidths.scaled(float(widths)).to_dict()
+            try:
+                generator = build_generator({"architecture": model_cfg["architecture"], "widths": widths})
+            except (ValueError, TypeError) as error:
+                raise TrainingError(f"model: {error}") from error
+        generator.train()
+        adapters, layers = None, []
+        if self.teacher is not None and self.weights["feature_distill"]:
+            student_widths = _decoder_feature_widths(generator)
+            teacher_widths = _decoder_feature_widths(self.teacher)
+            layers = self.config["loss"].get("feature_layers")
+            layers = list(range(len(student_widths))) if layers is None else [int(i) for i in layers]
+            if any(not 0 <= i < len(student_widths) for i in layers):
+                raise TrainingError(f"loss.feature_layers must index the {len(student_widths)} decoder "
+                                    f"feature maps, got {layers}")
+            adapters = FeatureAdapters([student_widths[i] for i in layers], [teacher_widths[i] for i in layers])
+        return GeneratorWithAdapters(generator, adapters, layers)
+
+    # -- losses ----------------------------------------------------------------------------------
+
+    def _terms(self, model, batch, with_sync: bool) -> tuple:
+        frames, adapted = model(batch["mels"], batch["face_input"])
+        terms = {"l1": reconstruction_loss(frames, batch["target"])}
+        teacher_frames = None
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher_frames, teacher_features = self.teacher.forward_with_features(
+                    batch["mels"], batch["face_input"])
+            terms["output_distill"] = output_distillation_loss(frames, teacher_frames)
+            if adapted:
+                layers = _unwrap_layers(model)
+                terms["feature_distill"] = feature_distillation_loss(adapted, [teacher_features[i] for i in layers])
+        if self.expert is not None and with_sync:
+            terms["sync"] = expert_sync_loss(self.expert, batch["sync_mel"], frames)
+        return frames, teacher_frames, terms
+
+    def _total(self, terms: dict) -> torch.Tensor:
+        total = self.weights["recon"] * terms["l1"]
+        if "output_distill" in terms:
+            total = total + self.weights["output_distill"] * terms["output_distill"]
+        if "feature_distill" in terms:
+            total = total + self.weights["feature_distill"] * terms["feature_distill"]
+        if self.sync_active and "sync" in terms:
+            total = total + self.weights["sync"] * terms["sync"]
+        return total
+
+    def training_step(self, model, batch):
+        needs_sync = self.sync_active and self.weights["sync"] > 0
+        _, _, terms = self._terms(model, batch, with_sync=needs_sync)
+        total = self._total(terms)
+        scalars = {key: float(value.detach()) for key, value in terms.items()}
+        scalars["sync_weight"] = self.weights["sync"] if self.sync_active else 0.0
+        return total, scalars
+
+    def validate(self, model, batches):
+        sums, count = {}, 0
+        for batch in batches:
+            frames, _, terms = self._terms(model, batch, with_sync=True)
+            terms["loss"] = self._total(terms)
+            mse = (frames.float() - batch["target"].float()).pow(2)
+            lower = mse[..., mse.size(-2) // 2:, :]  # the mouth half of each frame
+            terms["psnr_lower"] = (10 * torch.log10(1.0 / lower.flatten(1).mean(1).clamp_min(1e-10))).mean()
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + float(value) * frames.size(0)
+            count += frames.size(0)
+        return {f"val/{key}": value / max(count, 1) for key, value in sums.items()}
+
+    def on_validation(self, metrics: dict) -> None:
+        if (not self.sync_active and self.expert is not None and self.weights["sync"] > 0
+                and metrics.get("val/sync", float("inf")) < float(self.sync_enable_below)):
+            self.sync_active = True
+
+    def state_dict(self) -> dict:
+        return {"sync_active": self.sync_active}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sync_active = bool(state["sync_active"])
+
+    def sample_grid(self, model, batch):
+        """Rows of (masked input | reference | output | [teacher] | ground truth), first frame of up to 4
+        windows, converted from BGR to RGB."""
+        count = min(4, batch["face_input"].size(0))
+        subset = {key: value[:count] for key, value in batch.items() if torch.is_tensor(value)}
+        frames, teacher_frames, _ = self._terms(model, subset, with_sync=False)
+        columns = [subset["face_input"][:, :3], subset["face_input"][:, 3:], frames]
+        if teacher_frames is not None:
+            columns.append(teacher_frames)
+        columns.append(subset["target"])
+        first = [column[:, :, 0].float() for column in columns]  # (N,3,H,W) at t=0
+        rows = torch.cat(first, dim=3)  # side by side
+        return torch.cat(list(rows), dim=1).flip(0)  # stacked vertically, BGR -> RGB
+
+    def export(self, model, path, metadata: dict) -> None:
+        metadata = dict(metadata, teacher=(self.config.get("teacher") or {}).get("checkpoint"),
+                        expert=self.config["expert"]["checkpoint"], loss=self.config["loss"])
+        save_generator(model.generator, path, **metadata)
+
+
+def _unwrap_layers(model) -> list:
+    return (model.module if hasattr(model, "module") else model).feature_layers
