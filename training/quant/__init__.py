@@ -1,0 +1,1 @@
+"""Selective mixed precision: calibration, per-layer INT8 sensitivity, precision plans and ONNX export."""
