@@ -7,7 +7,7 @@ unseen faces and unseen sentences. It does not measure realism of teeth, tongue 
 speech: for those, use recordings (``lightlip-data preprocess``).
 """
 import json
-import multiprocessing
+import multiprocessing.util
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,11 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import soundfile
-from tqdm import tqdm
-
 from lightlip_ros.audio import FPS, SAMPLE_RATE
 from lightlip_ros.face import FaceDetector, crop_region
 
+from ..jobs import run_jobs
 from ..layout import (AUDIO_NAME, SPLITS, TRUTH_NAME, DataError, atomic_write_json, frame_path,
                       write_filelist)
 from .render import MouthGeometry, MouthRenderer, find_portrait_face
@@ -314,9 +313,9 @@ def _render_job(job):
 
 
 def _init_worker():
-    import atexit
     cv2.setNumThreads(1)
-    atexit.register(_close_speaker)
+    # Pool workers end through multiprocessing's finalizers, not atexit.
+    multiprocessing.util.Finalize(None, _close_speaker, exitpriority=10)
 
 
 def generate_benchmark(root, config, workers=1, log=print, progress=True):
@@ -341,25 +340,13 @@ def generate_benchmark(root, config, workers=1, log=print, progress=True):
     jobs = [(str(root), plan, identities[plan.identity], config) for plan in todo]
     failures = {}
     frames = 0
-    bar = tqdm(total=len(jobs), unit="clip", disable=not progress, desc="synth")
     try:
-        if workers <= 1:
-            results = map(_render_job, jobs)
-            for clip, n, error in results:
-                frames += n
-                if error:
-                    failures[clip] = error
-                bar.update()
-        else:
-            context = multiprocessing.get_context("spawn")
-            with context.Pool(workers, initializer=_init_worker) as pool:
-                for clip, n, error in pool.imap_unordered(_render_job, jobs, chunksize=4):
-                    frames += n
-                    if error:
-                        failures[clip] = error
-                    bar.update()
+        for clip, n, error in run_jobs(_render_job, jobs, workers, desc="synth", unit="clip", progress=progress,
+                                       initializer=_init_worker):
+            frames += n
+            if error:
+                failures[clip] = error
     finally:
-        bar.close()
         _close_speaker()
     for split in SPLITS:
         write_filelist(root, split, [c.clip for c in clips if c.split == split and c.clip not in failures])

@@ -2,9 +2,9 @@
 
 espeak-ng is GPL-3, so LightLip never loads it into its own processes: this module runs only as a separate
 program (``python -m training.synth.espeak_events``), driven over a pipe by ``training.synth.speech``. Each
-request is one JSON line on stdin ``{"text", "voice", "rate", "pitch", "wav_path"}``; the helper writes the
-waveform (16-bit PCM at espeak-ng's own rate) to ``wav_path`` and answers one JSON line
-``{"sample_rate", "n_samples", "phonemes": [[name, start_sample], ...]}`` or ``{"error": "..."}``.
+request is one JSON line on stdin ``{"text", "voice", "rate", "pitch"}``; the helper answers one JSON line
+``{"sample_rate", "n_samples", "phonemes": [[name, start_sample], ...]}`` followed by the waveform as
+n_samples little-endian int16 values, or ``{"error": "..."}`` alone.
 
 The phoneme events come from the same synthesis run as the audio (espeak-ng reports the sample at which each
 phoneme starts), so the timings are exact for the waveform written, with no alignment step.
@@ -15,7 +15,6 @@ import json
 import sys
 
 import numpy as np
-import soundfile
 
 # speak_lib.h constants.
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -101,13 +100,13 @@ def main():
             request = json.loads(line)
             wav, phonemes = synthesizer.synthesize(request["text"], request["voice"], request["rate"],
                                                    request["pitch"])
-            soundfile.write(request["wav_path"], wav, synthesizer.sample_rate, subtype="PCM_16")
             reply = {"sample_rate": synthesizer.sample_rate, "n_samples": int(len(wav)),
                      "phonemes": phonemes}
-        except (KeyError, ValueError, RuntimeError, OSError) as error:
-            reply = {"error": str(error)}
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
+            payload = wav.astype("<i2").tobytes()
+        except (KeyError, ValueError, RuntimeError) as error:
+            reply, payload = {"error": str(error)}, b""
+        sys.stdout.buffer.write(json.dumps(reply).encode() + b"\n" + payload)
+        sys.stdout.buffer.flush()
 
 
 if __name__ == "__main__":

@@ -6,14 +6,11 @@ own processes). Because espeak-ng reports the sample at which each phoneme start
 audio, the timings are exact for the audio written, without forced alignment.
 """
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
-import soundfile
 
 from lightlip_ros.audio import SAMPLE_RATE, resample
 
@@ -30,11 +27,9 @@ class Speaker:
     """A running espeak-ng helper process; use as a context manager (or call close())."""
 
     def __init__(self):
-        self._workdir = Path(tempfile.mkdtemp(prefix="lightlip-speech-"))
         self._process = subprocess.Popen(
             [sys.executable, "-m", "training.synth.espeak_events"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            cwd=str(Path(__file__).resolve().parents[2]))
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(Path(__file__).resolve().parents[2]))
 
     def __enter__(self):
         return self
@@ -52,27 +47,26 @@ class Speaker:
                 self._process.wait()
         for stream in (self._process.stdout, self._process.stderr):
             stream.close()
-        shutil.rmtree(self._workdir, ignore_errors=True)
 
     def synthesize(self, text, voice, rate=160, pitch=50):
         """(16 kHz mono float32 samples, [Phoneme]) for ``text`` spoken by ``voice`` at ``rate`` words per
         minute and ``pitch`` (0-100)."""
-        wav_path = self._workdir / "utterance.wav"
-        request = {"text": text, "voice": voice, "rate": int(rate), "pitch": int(pitch), "wav_path": str(wav_path)}
+        request = {"text": text, "voice": voice, "rate": int(rate), "pitch": int(pitch)}
         try:
-            self._process.stdin.write(json.dumps(request) + "\n")
+            self._process.stdin.write(json.dumps(request).encode() + b"\n")
             self._process.stdin.flush()
             line = self._process.stdout.readline()
         except BrokenPipeError:
-            line = ""
+            line = b""
         if not line:
-            error = self._process.stderr.read().strip().splitlines()
+            error = self._process.stderr.read().decode(errors="replace").strip().splitlines()
             raise DataError("the espeak-ng helper stopped: "
                             + (error[-1] if error else "is libespeak-ng installed (apt-get install espeak-ng)?"))
         reply = json.loads(line)
         if "error" in reply:
             raise DataError(f"espeak-ng: {reply['error']}")
-        samples, rate_hz = soundfile.read(str(wav_path), dtype="float32")
+        rate_hz, n_samples = reply["sample_rate"], reply["n_samples"]
+        samples = np.frombuffer(self._process.stdout.read(2 * n_samples), "<i2").astype(np.float32) / 32768.0
         wav = resample(samples, rate_hz, SAMPLE_RATE)
         phonemes = []
         events = reply["phonemes"] + [[None, reply["n_samples"]]]

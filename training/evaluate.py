@@ -1,0 +1,377 @@
+"""Lip-sync quality of generator checkpoints on a data split, and a check that a data set carries lip sync.
+
+Generation uses the inputs of Wav2Lip inference: the ground-truth frame with its lower half masked (it gives
+head pose and framing) plus one reference frame of the clip (identity), and the mel window of each frame in
+the training convention (see training.dataset). Metrics per model, averaged over clips:
+
+- psnr / ssim: on the mouth region (the synthetic truth's lips box plus a margin; the lower half of the crop
+  for clips without truth), generated vs ground-truth frame, 8-bit BGR.
+- lmd: mean distance (pixels of the 96x96 crop) between the 20 mouth landmarks of the generated and the
+  ground-truth frame, both measured by the independent landmarker (training.landmarks) in the face box
+  found on the ground-truth frame.
+- open_corr_truth / open_corr_frames: Pearson correlation over a clip's frames between the landmarker's
+  mouth opening on generated frames and the ground-truth jaw track (synthetic truth) / the opening measured
+  on the ground-truth frames.
+- lse_d / lse_c / sync_offset: SyncNet distance and confidence as in Chung & Zisserman's evaluation (LSE-D:
+  minimum over audio offsets of the mean embedding distance; LSE-C: median minus minimum; offset: the
+  argmin, in frames), when a SyncNet checkpoint is given.
+
+Two baselines frame the numbers: "ground truth" (the frames themselves: the metrics' ideal) and
+"reference copy" (the reference frame's lower half pasted under the real upper half: no lip motion at all).
+"""
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from lightlip_ros.audio import FPS, MEL_STEP_SIZE, SAMPLE_RATE, load_audio
+from lightlip_ros.face import CROP_SIZE
+from lightlip_ros.models import load_generator, load_syncnet, syncnet_face_input
+from lightlip_ros.models.syncnet import SYNC_FRAMES
+
+from .dataset import (clip_mel, frames_to_tensor, mask_lower_half, mel_window, read_frames, sync_mel_start,
+                      training_mel_start)
+from .landmarks import LandmarkerUnavailable, load_landmarker, mouth_opening, mouth_points
+from .layout import AUDIO_NAME, DataError, atomic_write_json, atomic_write_text, count_frames, read_filelist, read_truth
+
+MOUTH_MARGIN = 0.3  # the mouth region is the lips box grown by this fraction of its size on each side
+SYNC_OFFSETS = 7  # audio offsets searched for LSE-D/LSE-C, in frames each way
+GROUND_TRUTH = "ground truth"
+REFERENCE_COPY = "reference copy"
+METRICS = ("psnr", "ssim", "lmd", "open_corr_truth", "open_corr_frames", "lse_d", "lse_c", "sync_offset")
+
+
+def psnr(generated, target):
+    """PSNR (dB) of two uint8 images; inf when identical."""
+    error = np.mean((generated.astype(np.float64) - target.astype(np.float64)) ** 2)
+    return math.inf if error == 0 else 10.0 * math.log10(255.0 ** 2 / error)
+
+
+def ssim(generated, target):
+    """Mean SSIM (Wang et al. 2004: Gaussian window sigma 1.5, K1 0.01, K2 0.03) over the BGR channels.
+
+    Written here because no SSIM implementation ships in the environment (scikit-image is not a
+    dependency); it follows the reference definition exactly.
+    """
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    x, y = generated.astype(np.float64), target.astype(np.float64)
+
+    def blur(image):
+        return cv2.GaussianBlur(image, (7, 7), 1.5, borderType=cv2.BORDER_REFLECT)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x ** 2
+    var_y = blur(y * y) - mu_y ** 2
+    cov = blur(x * y) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+    return float(ssim_map.mean())
+
+
+def mouth_region(truth, frame, size=CROP_SIZE):
+    """(x1, y1, x2, y2) integer mouth region of a frame: the truth's lips box plus a margin, clamped; the
+    lower half of the crop without truth."""
+    if truth is None:
+        return 0, size // 2, size, size
+    scale = size / truth["crop_size"]
+    x1, y1, x2, y2 = (v * scale for v in truth["lips_box"][frame])
+    mx, my = MOUTH_MARGIN * (x2 - x1), MOUTH_MARGIN * (y2 - y1)
+    return (max(0, int(math.floor(x1 - mx))), max(0, int(math.floor(y1 - my))),
+            min(size, int(math.ceil(x2 + mx))), min(size, int(math.ceil(y2 + my))))
+
+
+def pearson(a, b):
+    """Pearson correlation, or None when either series is constant or too short."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if len(a) < 3 or a.std() == 0 or b.std() == 0:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def frame_rms(wav, n_frames, fps=FPS):
+    """RMS of the audio under each video frame (the frame's 1/fps seconds)."""
+    hop = SAMPLE_RATE / fps
+    return np.array([np.sqrt(np.mean(wav[int(i * hop):int((i + 1) * hop)] ** 2)) if int(i * hop) < len(wav)
+                     else 0.0 for i in range(n_frames)])
+
+
+@dataclass
+class EvalClip:
+    """One clip prepared for evaluation: frames, mel, the frames evaluated, truth and GT measurements."""
+
+    clip: str
+    frames: np.ndarray  # (N, 96, 96, 3) uint8 BGR
+    mel: np.ndarray
+    indices: np.ndarray  # frames evaluated
+    reference: int
+    truth: dict = None
+    gt_landmarks: dict = field(default_factory=dict)  # frame -> (68, 2)
+    gt_faces: dict = field(default_factory=dict)  # frame -> landmarker face box
+    audio_embeddings: dict = field(default_factory=dict)  # SyncNet window start -> embedding (shared by models)
+
+
+def load_eval_clip(root, clip, reference="first", seed=0):
+    clip_dir = Path(root) / clip
+    n_frames = count_frames(clip_dir)
+    mel = clip_mel(str(clip_dir))
+    indices = np.array([i for i in range(1, n_frames) if training_mel_start(i) + MEL_STEP_SIZE <= mel.shape[1]])
+    if len(indices) < SYNC_FRAMES:
+        raise DataError(f"{clip_dir}: too short to evaluate ({n_frames} frames)")
+    if reference == "first":
+        reference_index = 0
+    else:
+        reference_index = int(np.random.default_rng([seed, len(clip)]).integers(n_frames))
+    frames = read_frames(clip_dir, range(n_frames))
+    return EvalClip(clip, frames, mel, indices, reference_index, read_truth(clip_dir))
+
+
+def generate_clip(generator, clip, batch_size=64):
+    """(len(clip.indices), 96, 96, 3) uint8 frames generated for the evaluated frames of a clip."""
+    reference = frames_to_tensor(clip.frames[clip.reference][None])[:, 0]
+    outputs = []
+    with torch.inference_mode():
+        for begin in range(0, len(clip.indices), batch_size):
+            batch = clip.indices[begin:begin + batch_size]
+            targets = frames_to_tensor(clip.frames[batch])  # (3, B, H, W)
+            faces = torch.stack([torch.cat([mask_lower_half(targets[:, k]), reference], dim=0)
+                                 for k in range(len(batch))])
+            mels = torch.stack([mel_window(clip.mel, training_mel_start(int(i))) for i in batch])
+            out = generator(mels, faces)
+            outputs.append((out.clamp(0, 1).mul(255).add(0.5).to(torch.uint8).permute(0, 2, 3, 1)).numpy())
+    return np.concatenate(outputs)
+
+
+def reference_copy_clip(clip):
+    """The no-motion baseline: each frame's upper half with the reference frame's lower half."""
+    frames = clip.frames[clip.indices].copy()
+    frames[:, CROP_SIZE // 2:] = clip.frames[clip.reference][CROP_SIZE // 2:]
+    return frames
+
+
+def _landmarks_gt(landmarker, clip, index):
+    if index not in clip.gt_landmarks:
+        face = landmarker.detect(clip.frames[index])
+        clip.gt_faces[index] = face
+        clip.gt_landmarks[index] = None if face is None else landmarker.landmarks(clip.frames[index], face)
+    return clip.gt_landmarks[index]
+
+
+def sync_scores(syncnet, clip, frames):
+    """(LSE-D, LSE-C, offset in frames) of a clip's generated frames against its audio."""
+    indices, mel = clip.indices, clip.mel
+    # Windows of 5 consecutive evaluated frames.
+    positions = [k for k in range(len(indices) - SYNC_FRAMES + 1) if indices[k + SYNC_FRAMES - 1] - indices[k] ==
+                 SYNC_FRAMES - 1]
+    if not positions:
+        return None
+    starts = [int(indices[k]) for k in positions]
+    n_columns = mel.shape[1]
+    with torch.inference_mode():
+        windows = torch.stack([frames_to_tensor(frames[k:k + SYNC_FRAMES]) for k in positions])
+        face_embeddings = syncnet.face_encoder(syncnet_face_input(windows)).flatten(1)
+        face_embeddings = torch.nn.functional.normalize(face_embeddings, dim=1)
+        audio_starts = sorted({s + o for s in starts for o in range(-SYNC_OFFSETS, SYNC_OFFSETS + 1)
+                               if s + o >= 0 and sync_mel_start(s + o) + MEL_STEP_SIZE <= n_columns})
+        missing = [a for a in audio_starts if a not in clip.audio_embeddings]
+        if missing:
+            mels = torch.stack([mel_window(mel, sync_mel_start(a)) for a in missing])
+            embedded = torch.nn.functional.normalize(syncnet.audio_encoder(mels).flatten(1), dim=1)
+            clip.audio_embeddings.update(zip(missing, embedded))
+        audio_embeddings = torch.stack([clip.audio_embeddings[a] for a in audio_starts])
+    audio_index = {a: k for k, a in enumerate(audio_starts)}
+    distances = []
+    for offset in range(-SYNC_OFFSETS, SYNC_OFFSETS + 1):
+        pairs = [(k, audio_index[s + offset]) for k, s in enumerate(starts) if s + offset in audio_index]
+        if not pairs:
+            return None
+        f, a = zip(*pairs)
+        distances.append(float((face_embeddings[list(f)] - audio_embeddings[list(a)]).norm(dim=1).mean()))
+    distances = np.array(distances)
+    best = int(np.argmin(distances))
+    return float(distances[best]), float(np.median(distances) - distances[best]), best - SYNC_OFFSETS
+
+
+def clip_metrics(clip, generated, landmarker=None, syncnet=None):
+    """Metrics of one clip's generated frames (aligned with clip.indices); None where not measurable."""
+    psnrs, ssims, lmds, gen_open, gt_open, jaw = [], [], [], [], [], []
+    for k, index in enumerate(clip.indices):
+        target = clip.frames[index]
+        x1, y1, x2, y2 = mouth_region(clip.truth, index)
+        psnrs.append(psnr(generated[k, y1:y2, x1:x2], target[y1:y2, x1:x2]))
+        ssims.append(ssim(generated[k, y1:y2, x1:x2], target[y1:y2, x1:x2]))
+        if landmarker is not None:
+            gt = _landmarks_gt(landmarker, clip, int(index))
+            if gt is not None:
+                points = landmarker.landmarks(generated[k], clip.gt_faces[int(index)])
+                lmds.append(float(np.linalg.norm(mouth_points(points) - mouth_points(gt), axis=1).mean()))
+                gen_open.append(mouth_opening(points))
+                gt_open.append(mouth_opening(gt))
+                if clip.truth is not None:
+                    jaw.append(clip.truth["jaw"][int(index)])
+    finite = [p for p in psnrs if math.isfinite(p)]
+    result = {
+        "frames": len(clip.indices),
+        # Mean PSNR over frames; a clip whose frames are all identical to the truth scores inf.
+        "psnr": float(np.mean(finite)) if len(finite) == len(psnrs) else math.inf,
+        "ssim": float(np.mean(ssims)),
+        "lmd": float(np.mean(lmds)) if lmds else None,
+        "open_corr_truth": pearson(gen_open, jaw) if jaw else None,
+        "open_corr_frames": pearson(gen_open, gt_open),
+        "lse_d": None, "lse_c": None, "sync_offset": None,
+    }
+    if syncnet is not None:
+        scores = sync_scores(syncnet, clip, generated)
+        if scores is not None:
+            result["lse_d"], result["lse_c"], result["sync_offset"] = scores
+    return result
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return math.inf if any(v == math.inf for v in values) else float(np.mean(values))
+
+
+def evaluate(root, split, checkpoints=(), syncnet_path=None, max_clips=None, reference="first", seed=0,
+             baselines=True, landmarker="auto", batch_size=64, log=print, progress=True):
+    """Evaluate checkpoints (and the baselines) on a split; returns the JSON-ready report."""
+    from tqdm import tqdm
+
+    clips = read_filelist(root, split)[:max_clips] if max_clips else read_filelist(root, split)
+    if not clips:
+        raise DataError(f"{root}: the {split} file list is empty")
+    models = {}
+    for path in checkpoints:
+        model = load_generator(path)
+        model.eval()
+        models[str(path)] = model
+    syncnet = None
+    if syncnet_path is not None:
+        syncnet = load_syncnet(syncnet_path)
+        syncnet.eval()
+    note = None
+    if landmarker == "auto":
+        try:
+            landmarker = load_landmarker()
+        except LandmarkerUnavailable as error:
+            landmarker, note = None, f"LMD and mouth-opening correlations left out: {error}"
+            log(note)
+    names = ([GROUND_TRUTH, REFERENCE_COPY] if baselines else []) + list(models)
+    per_clip = {name: {} for name in names}
+    for clip_name in tqdm(clips, desc=f"eval {split}", unit="clip", disable=not progress):
+        clip = load_eval_clip(root, clip_name, reference, seed)
+        for name in names:
+            if name == GROUND_TRUTH:
+                generated = clip.frames[clip.indices]
+            elif name == REFERENCE_COPY:
+                generated = reference_copy_clip(clip)
+            else:
+                generated = generate_clip(models[name], clip, batch_size)
+            per_clip[name][clip_name] = clip_metrics(clip, generated, landmarker, syncnet)
+    rows = {}
+    for name in names:
+        results = list(per_clip[name].values())
+        rows[name] = {"clips": len(results), "frames": int(sum(r["frames"] for r in results)),
+                      **{metric: _mean([r[metric] for r in results]) for metric in METRICS}}
+    return {"root": str(root), "split": split, "reference": reference, "clips": len(clips),
+            "landmarker": None if landmarker is None else landmarker.name, "note": note,
+            "syncnet": None if syncnet_path is None else str(syncnet_path), "models": rows, "per_clip": per_clip}
+
+
+def _format(value, digits=3):
+    if value is None:
+        return "–"
+    if value == math.inf:
+        return "inf"
+    return f"{value:.{digits}f}"
+
+
+def markdown_table(report):
+    lines = [f"Evaluation on `{report['root']}` split `{report['split']}` ({report['clips']} clips, "
+             f"reference frame: {report['reference']}).", ""]
+    header = ["model", "frames", "PSNR mouth (dB)", "SSIM mouth", "LMD (px)", "open corr truth",
+              "open corr frames", "LSE-D", "LSE-C", "sync offset"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for name, row in report["models"].items():
+        cells = [name, str(row["frames"]), _format(row["psnr"], 2), _format(row["ssim"]), _format(row["lmd"], 2),
+                 _format(row["open_corr_truth"]), _format(row["open_corr_frames"]), _format(row["lse_d"]),
+                 _format(row["lse_c"]), _format(row["sync_offset"], 1)]
+        lines.append("| " + " | ".join(cells) + " |")
+    if report.get("note"):
+        lines += ["", report["note"]]
+    return "\n".join(lines) + "\n"
+
+
+def _json_ready(value):
+    """JSON has no infinity: write it as the string "inf"."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return value
+
+
+def write_report(report, out_dir, markdown):
+    out_dir = Path(out_dir)
+    atomic_write_json(out_dir / "eval.json", _json_ready(report))
+    atomic_write_text(out_dir / "eval.md", markdown)
+
+
+def sync_signal(root, split, max_clips=None, landmarker=None, max_lag=3, log=print, progress=True):
+    """Is lip sync really in a data set? Per clip, correlate the mouth opening measured by the independent
+    landmarker on the ground-truth frames with the audio's RMS envelope per frame (and with the synthetic
+    jaw truth when present). Returns per-clip and summary numbers."""
+    from tqdm import tqdm
+
+    landmarker = landmarker or load_landmarker()
+    clips = read_filelist(root, split)[:max_clips] if max_clips else read_filelist(root, split)
+    rows = {}
+    pooled_open, pooled_rms = [], []
+    missed = total = 0
+    for clip_name in tqdm(clips, desc=f"sync signal {split}", unit="clip", disable=not progress):
+        clip_dir = Path(root) / clip_name
+        n_frames = count_frames(clip_dir)
+        frames = read_frames(clip_dir, range(n_frames))
+        opening = np.full(n_frames, np.nan)
+        for i in range(n_frames):
+            points = landmarker.landmarks(frames[i])
+            total += 1
+            if points is None:
+                missed += 1
+            else:
+                opening[i] = mouth_opening(points)
+        rms = frame_rms(load_audio(clip_dir / AUDIO_NAME), n_frames)
+        found = ~np.isnan(opening)
+        truth = read_truth(clip_dir)
+        lags = {}
+        for lag in range(-max_lag, max_lag + 1):  # positive lag: the audio comes later than the mouth
+            a = opening[max(0, -lag):n_frames - max(0, lag)]
+            b = rms[max(0, lag):n_frames - max(0, -lag)]
+            keep = ~np.isnan(a)
+            lags[lag] = pearson(a[keep], b[keep])
+        rows[clip_name] = {
+            "frames": n_frames, "found": int(found.sum()),
+            "open_vs_rms": lags[0], "best_lag": max((k for k in lags if lags[k] is not None),
+                                                      key=lambda k: lags[k], default=None),
+            "open_vs_jaw": pearson(opening[found], np.asarray(truth["jaw"])[found]) if truth else None,
+            "rms_vs_jaw": pearson(rms, truth["jaw"]) if truth else None,
+        }
+        pooled_open.append((opening[found] - opening[found].mean()) / (opening[found].std() + 1e-9))
+        pooled_rms.append((rms[found] - rms[found].mean()) / (rms[found].std() + 1e-9))
+    summary = {
+        "root": str(root), "split": split, "clips": len(rows), "frames": total, "landmarker": landmarker.name,
+        "landmarks_missed": missed,
+        "open_vs_rms_mean": _mean([r["open_vs_rms"] for r in rows.values()]),
+        "open_vs_rms_pooled": pearson(np.concatenate(pooled_open), np.concatenate(pooled_rms)),
+        "open_vs_jaw_mean": _mean([r["open_vs_jaw"] for r in rows.values()]),
+        "rms_vs_jaw_mean": _mean([r["rms_vs_jaw"] for r in rows.values()]),
+        "clips_with_positive_open_vs_rms": sum(1 for r in rows.values() if (r["open_vs_rms"] or 0) > 0),
+    }
+    return {"summary": summary, "per_clip": rows}
