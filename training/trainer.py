@@ -366,6 +366,8 @@ class Trainer:
 
         if ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            for torn in (self.run_dir / "checkpoints").glob(".*.tmp"):  # left by a run killed while saving
+                torn.unlink()
             write_config(self.config, self.run_dir / "config.yaml")
             from torch.utils.tensorboard import SummaryWriter
 
@@ -430,10 +432,18 @@ class Trainer:
                 self.writer.add_scalar(f"train/{key}", value, self.step)
             progress.set_postfix(loss=f"{means['loss']:.4f}", refresh=False)
 
+    def _sync_buffers(self) -> None:
+        """Give every rank rank 0's BatchNorm statistics. DDP does this at the start of each forward; doing it
+        before validation and at the end keeps saved and final weights identical on all ranks."""
+        if self.ctx.distributed:
+            for buffer in self.model.buffers():
+                dist.broadcast(buffer, src=0)
+
     @torch.no_grad()
     def _validate_and_save(self, val_set) -> None:
         ctx = self.ctx
         metrics = {}
+        self._sync_buffers()
         if ctx.is_main:
             model = self.model
             model.eval()
@@ -485,6 +495,7 @@ class Trainer:
 
     def _finish(self) -> dict:
         ctx = self.ctx
+        self._sync_buffers()
         fingerprint = weight_fingerprint(self.model)
         fingerprints = [fingerprint]
         if ctx.distributed:

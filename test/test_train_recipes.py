@@ -1,0 +1,169 @@
+"""lightlip-train end to end on a tiny synthetic benchmark: every subcommand, overfitting, exact resume,
+and a 2-process torchrun (gloo) run. Tiny student widths keep it fast; the code paths are the real ones."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lightlip_ros.models import load_generator, load_syncnet, save_generator, student
+from training.generator_training import GeneratorRecipe
+from training.train_cli import main
+from training.train_config import build_config
+from training.trainer import Trainer, _move, load_training_state
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--steps", "2", "--batch-size", "2", "--val-every", "2", "--num-workers", "0", "--threads", "1",
+        "--no-progress", "--set", "train.val_batches=1", "--set", "data.samples_per_clip=4"]
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    """The smallest benchmark `lightlip-data synth` makes: the bundled face, 2 training sentences and one
+    held-out sentence per val/test split (4 clips)."""
+    from training.synth import SynthConfig, generate_benchmark
+
+    root = tmp_path_factory.mktemp("synth")
+    generate_benchmark(root, SynthConfig(sentences=2, heldout_sentences=1), log=lambda *_: None,
+                       progress=False)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+def _events(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(run_dir / "tensorboard"))
+    accumulator.Reload()
+    return accumulator.Tags()
+
+
+def test_every_subcommand_trains_and_writes_loadable_models(synth_root, tmp_path):
+    data = ["--data", str(synth_root)] + TINY
+    assert main(["syncnet", "--out", str(tmp_path / "sync")] + data) == 0
+    expert = load_syncnet(tmp_path / "sync" / "model.pt")
+    assert expert.checkpoint_info["metadata"]["recipe"] == "syncnet"
+
+    # A small generator of the student family stands in for the Wav2Lip teacher to keep this fast.
+    assert main(["teacher", "--out", str(tmp_path / "teacher"), "--expert", str(tmp_path / "sync/model.pt"),
+                 "--set", "model.architecture=student", "--set", "model.widths=0.125",
+                 "--set", "loss.sync_enable_below=null"] + data) == 0
+    teacher_log = json.loads((tmp_path / "teacher" / "summary.json").read_text())
+    assert teacher_log["steps"] == 2 and teacher_log["final"]["val/sync"] > 0
+
+    assert main(["distill", "--out", str(tmp_path / "distill"), "--teacher", str(tmp_path / "teacher/model.pt"),
+                 "--expert", str(tmp_path / "sync/model.pt"), "--widths", "0.0625"] + data) == 0
+    assert main(["student", "--out", str(tmp_path / "student"), "--widths", "0.0625",
+                 "--set", "loss.sync=0"] + data) == 0
+
+    distilled = load_generator(tmp_path / "distill" / "model.pt")  # strict fit: no adapter weights inside
+    assert distilled.architecture == "student" and distilled.widths.face[0] == 1
+    assert distilled.checkpoint_info["metadata"]["teacher"] == str(tmp_path / "teacher/model.pt")
+    assert load_generator(tmp_path / "distill" / "model_last.pt").checkpoint_info["metadata"]["step"] == 2
+    # The training checkpoint holds the adapters (for --resume); the exported model does not.
+    state = load_training_state(tmp_path / "distill")
+    assert any(key.startswith("adapters.") for key in state["model"])
+
+    config = yaml.safe_load((tmp_path / "distill" / "config.yaml").read_text())
+    assert config["train"]["steps"] == 2 and config["model"]["widths"] == 0.0625
+    assert config["teacher"]["checkpoint"] == str(tmp_path / "teacher/model.pt")
+    scratch = yaml.safe_load((tmp_path / "student" / "config.yaml").read_text())
+    assert scratch["recipe"] == "student" and scratch["teacher"]["checkpoint"] is None
+
+    tags = _events(tmp_path / "distill")
+    assert {"train/loss", "train/output_distill", "train/feature_distill", "val/l1"} <= set(tags["scalars"])
+    assert "samples" in tags["images"]
+
+
+def test_cli_reports_user_mistakes_in_one_line(tmp_path, capsys):
+    assert main(["student", "--out", str(tmp_path / "run"), "--data", str(tmp_path / "missing")] + TINY) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("lightlip-train student: error:") and "\n" not in error
+    assert main(["distill", "--out", str(tmp_path / "run"), "--data", str(tmp_path)] + TINY) == 2
+    assert "needs a teacher" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["distill", "--help"])
+    assert exit_info.value.code == 0
+    assert "--teacher" in capsys.readouterr().out
+
+
+def test_distillation_loss_falls_on_a_batch_it_overfits(synth_root, tmp_path):
+    teacher = student(0.125)
+    save_generator(teacher, tmp_path / "teacher.pt")
+    config = build_config("distill", overrides=[f"data.root={synth_root}"])
+    config["model"]["widths"] = 0.0625
+    config["teacher"]["checkpoint"] = str(tmp_path / "teacher.pt")
+    config["loss"]["sync"] = 0
+    recipe = GeneratorRecipe(config, torch.device("cpu"))
+    model = recipe.build_model()
+    train_set, _ = recipe.datasets()
+    batch = _move(torch.utils.data.default_collate([train_set[0], train_set[1]]), torch.device("cpu"))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss, scalars = recipe.training_step(model, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert {"l1", "output_distill", "feature_distill"} <= set(scalars)
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def _student_run(synth_root, out, steps, resume=None):
+    args = ["student", "--out", str(out), "--data", str(synth_root), "--widths", "0.0625", "--set",
+            "loss.sync=0"] + TINY + ["--steps", str(steps)]
+    if resume:
+        args += ["--resume", str(resume)]
+    assert main(args) == 0
+
+
+def test_resume_continues_with_identical_state(synth_root, tmp_path):
+    _student_run(synth_root, tmp_path / "straight", steps=4)
+    _student_run(synth_root, tmp_path / "split", steps=2)
+    saved = load_training_state(tmp_path / "split")
+    assert saved["step"] == 2
+
+    # The restored trainer holds exactly the saved optimizer, scheduler and model state.
+    config = saved["config"]
+    resumed = Trainer(GeneratorRecipe, config, tmp_path / "split", resume=tmp_path / "split")
+    assert resumed.step == 2
+    restored, original = resumed.optimizer.state_dict(), saved["optimizer"]
+    assert restored["param_groups"] == original["param_groups"]
+    assert restored["state"].keys() == original["state"].keys()
+    for index, slots in original["state"].items():
+        for name, value in slots.items():
+            assert torch.equal(restored["state"][index][name], value), (index, name)
+    assert resumed.scheduler.state_dict() == saved["scheduler"]
+
+    # Continuing to step 4 lands on the same weights as the run that was never interrupted.
+    _student_run(synth_root, tmp_path / "split", steps=4, resume=tmp_path / "split")
+    straight = load_training_state(tmp_path / "straight")["model"]
+    continued = load_training_state(tmp_path / "split")
+    assert continued["step"] == 4
+    for key, value in straight.items():
+        assert torch.equal(continued["model"][key], value), key
+
+
+def test_torchrun_two_cpu_processes_keep_identical_weights(synth_root, tmp_path):
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "training.train_cli", "student", "--out", str(out), "--data", str(synth_root),
+               "--widths", "0.0625", "--set", "loss.sync=0", "--device", "cpu"] + TINY
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 2
+    fingerprints = summary["rank_weight_fingerprints"]
+    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
+    assert load_training_state(out)["step"] == 2
+    assert load_generator(out / "model.pt").architecture == "student"
