@@ -1,0 +1,62 @@
+"""lightlip-quant end to end on a checkpoint file: sensitivity -> export -> evaluate, and user mistakes."""
+import json
+
+import onnx
+import pytest
+import torch
+
+from conftest import ASSETS
+from lightlip_ros.models import save_generator, student
+from training.quant.cli import main
+from training.quant.export import layer_precisions
+
+MEDIA = ["--face", str(ASSETS / "face.jpg"), "--audio", str(ASSETS / "speech.wav")]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_generator(student(0.0625).eval(), path)
+    return path
+
+
+def test_sensitivity_export_evaluate(checkpoint, tmp_path, capsys):
+    out = tmp_path / "quant"
+    assert main(["sensitivity", "--model", str(checkpoint), *MEDIA, "--calib-samples", "16", "--top-k", "2",
+                 "--batch-size", "8", "--out", str(out), "--threads", "1", "--quiet"]) == 0
+    plan = json.loads((out / "plan.json").read_text())
+    assert len(plan["fp16_layers"]) == 2 and plan["budget"] == {"top_k": 2}
+    assert (out / "cache" / "calibration.npz").is_file() and (out / "cache" / "sensitivity.json").is_file()
+    assert "| rank | layer |" in (out / "sensitivity.md").read_text()
+
+    onnx_dir = out / "onnx"
+    assert main(["export", "--model", str(checkpoint), "--plan", str(out / "plan.json"), "--out", str(onnx_dir),
+                 "--precisions", "fp32,mixed", "--stem", "tiny"]) == 0
+    assert sorted(p.name for p in onnx_dir.glob("*.onnx")) == ["tiny.fp32.onnx", "tiny.mixed.onnx"]
+    mixed = layer_precisions(onnx.load(str(onnx_dir / "tiny.mixed.onnx")))
+    assert sorted(name for name, layer in mixed.items() if layer["precision"] == "fp16") == sorted(plan["fp16_layers"])
+    report = json.loads((onnx_dir / "tiny.precision.json").read_text())
+    assert report["mixed"]["counts"] == {"fp16": 2, "int8": len(mixed) - 2}
+
+    assert main(["evaluate", "--onnx-dir", str(onnx_dir), "--stem", "tiny", *MEDIA, "--eval-samples", "16",
+                 "--quiet"]) == 0
+    quality = json.loads((onnx_dir / "quality.json").read_text())
+    assert [row["label"] for row in quality["files"]] == ["fp32", "mixed"]
+    assert "| mixed |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sensitivity", "--model", "missing.pt", *MEDIA], "missing.pt"),
+    (["sensitivity", "--model", "{checkpoint}", "--face", str(ASSETS / "face.jpg")], "--audio"),
+    (["sensitivity", "--model", "{checkpoint}", *MEDIA, "--top-k", "999"], "exceeds"),
+    (["export", "--model", "{checkpoint}", "--precisions", "int8", "--out", "{tmp}"], "need a plan"),
+    (["export", "--model", "{checkpoint}", "--plan", "{tmp}/nope.json", "--out", "{tmp}"], "no such plan"),
+    (["export", "--model", "{checkpoint}", "--precisions", "int4", "--out", "{tmp}"], "unknown precision"),
+    (["evaluate", "--onnx-dir", "{tmp}", *MEDIA], "no generator.fp32.onnx"),
+])
+def test_user_mistakes_exit_with_one_line(argv, message, checkpoint, tmp_path, capsys):
+    argv = [a.format(checkpoint=checkpoint, tmp=tmp_path) for a in argv]
+    assert main(argv) == 1
+    error = capsys.readouterr().err
+    assert message in error and len(error.strip().splitlines()) == 1 and "Traceback" not in error
