@@ -4,6 +4,7 @@ One face image is prepared once (`FaceCache.set_face`) and reused for every fram
 (6, 96, 96) generator input and the blend mask never change while the face stays the same, so a frame
 costs only the generator and the paste.
 """
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from typing import NamedTuple, Optional, Sequence, Tuple
@@ -259,8 +260,9 @@ class FaceCache:
                 raise FaceImageError(f"face box {tuple(box)} has no area")
         key = image_key(image, box)
         if key == self._last_key and self._last_update is not None:
-            return FaceUpdate(self._last_update.ok, False, self._last_update.detected, self._last_update.box,
-                              "same face image as before: nothing to do")
+            last = self._last_update
+            note = "same face image as before: nothing to do" if last.box is not None else last.note
+            return dataclasses.replace(last, changed=False, note=note)
         height, width = image.shape[:2]
         detected = box is None
         if detected:

@@ -45,8 +45,9 @@ class InferenceEngine(abc.ABC):
     architecture: str = "unknown"
 
     def infer(self, mel_windows: np.ndarray, face_inputs: np.ndarray) -> np.ndarray:
-        mel_windows = np.ascontiguousarray(mel_windows, dtype=np.float32)
-        face_inputs = np.ascontiguousarray(face_inputs, dtype=np.float32)
+        # Contiguous, writable float32 (torch.from_numpy refuses read-only views such as broadcasts).
+        mel_windows = np.require(mel_windows, np.float32, ("C", "W"))
+        face_inputs = np.require(face_inputs, np.float32, ("C", "W"))
         if mel_windows.ndim != 4 or mel_windows.shape[1:] != MEL_SHAPE:
             raise ValueError(f"mel windows must have shape (B, 1, 80, 16), got {mel_windows.shape}")
         if face_inputs.ndim != 4 or face_inputs.shape[1:] != FACE_SHAPE:

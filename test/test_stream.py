@@ -1,0 +1,393 @@
+"""The streaming core without ROS: frame schedule, equality with offline rendering, bad inputs, overload."""
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from lightlip_ros.audio import load_audio, mel_windows, melspectrogram, resample
+from lightlip_ros.engines.torch_engine import TorchEngine
+from lightlip_ros.models import save_generator
+from lightlip_ros.pcm import PcmError, StreamingResampler, decode_pcm
+from lightlip_ros.stream import StreamConfig, TalkingFaceStream, offline_mel_windows
+from test_engines import lively_student
+
+ASSETS = Path(__file__).resolve().parents[1] / "lightlip_ros" / "assets"
+SR = 16000
+T0 = 1000.0  # stamp of the first sample of every test stream
+
+
+class FakeClock:
+    """The core's clock, moved by the test: arrival, rendering and timeouts become deterministic."""
+
+    def __init__(self, now=T0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    checkpoint = save_generator(lively_student(0), tmp_path_factory.mktemp("stream") / "tiny_student.pt")
+    return TorchEngine(checkpoint)
+
+
+@pytest.fixture(scope="module")
+def face_image():
+    return cv2.imread(str(ASSETS / "face.jpg"))
+
+
+@pytest.fixture(scope="module")
+def speech():
+    return load_audio(ASSETS / "speech.wav")
+
+
+def make_core(engine, face_image, clock=None, **settings):
+    clock = clock or FakeClock()
+    core = TalkingFaceStream(engine, StreamConfig(**settings), clock=clock)
+    assert core.set_face(face_image).ok
+    return core, clock
+
+
+def stream(core, clock, audio, chunk_sizes, start=T0, poll_delay=0.0, rate=SR):
+    """Feeds audio in chunks of the given sizes at real time (each chunk arrives when its last sample
+    has been captured), polling after every chunk; returns the frames."""
+    frames, offset = [], 0
+    for size in chunk_sizes:
+        chunk = audio[offset:offset + size]
+        if chunk.size == 0:
+            break
+        clock.now = start + (offset + chunk.size) / rate
+        core.push_audio(chunk, stamp_s=start + offset / rate, sample_rate=rate)
+        clock.now += poll_delay
+        frames += core.poll()
+        offset += chunk.size
+    return frames
+
+
+def end_stream(core, clock, seconds=1.0, step=0.01):
+    """Lets time pass without audio (the gap timeout ends the utterance), polling every `step`."""
+    frames = []
+    for _ in range(int(round(seconds / step))):
+        clock.now += step
+        frames += core.poll()
+    return frames
+
+
+def check_accounting(core):
+    stats = core.stats()
+    assert stats.audio_received == stats.audio_consumed + stats.audio_dropped + stats.audio_buffered
+    return stats
+
+
+def chunk_plan(name, total):
+    if name == "10ms":
+        return [160] * (total // 160 + 1)
+    if name == "1s":
+        return [SR] * (total // SR + 1)
+    rng = np.random.default_rng(7)
+    return list(rng.integers(5 * SR // 1000, 300 * SR // 1000 + 1, size=total // 80 + 1))
+
+
+@pytest.mark.parametrize("chunking", ["10ms", "1s", "random 5-300ms"])
+def test_streaming_frames_equal_one_offline_pass(engine, face_image, speech, chunking):
+    core, clock = make_core(engine, face_image, idle_fps=0)
+    frames = stream(core, clock, speech, chunk_plan(chunking, speech.size))
+    frames += end_stream(core, clock, 0.5)
+    talking = [f for f in frames if f.talking]
+    expected_count = math.ceil(speech.size / 640)
+    assert len(talking) == expected_count
+    # Offline: one spectrogram of silence(640) + speech + silence, windows k = 0..ceil(n/640)-1, one batch.
+    padded = np.concatenate([np.zeros(640, np.float32), speech, np.zeros(SR, np.float32)])
+    windows = mel_windows(melspectrogram(padded), expected_count)[:, None]
+    np.testing.assert_array_equal(windows.shape, offline_mel_windows(speech).shape)
+    assert np.abs(windows - offline_mel_windows(speech)).max() <= 1e-6
+    faces = np.broadcast_to(core.faces.face.model_input, (expected_count, 6, 96, 96))
+    offline = engine.infer(windows, faces)
+    streamed = np.stack([f.prediction for f in talking])
+    assert np.abs(streamed - offline).max() <= 1e-5
+    # The pasted frames are the offline predictions pasted.
+    for k in (0, expected_count // 2, expected_count - 1):
+        np.testing.assert_array_equal(talking[k].image, core.faces.face.paste(talking[k].prediction))
+    # Stamps: the first sample's time + k * 40 ms.
+    stamps = np.array([f.stamp_s for f in talking])
+    np.testing.assert_allclose(stamps, T0 + 0.04 * np.arange(expected_count), atol=1e-9)
+    assert [f.index for f in talking] == list(range(expected_count))
+    stats = check_accounting(core)
+    assert stats.audio_received == stats.audio_consumed == speech.size and stats.audio_buffered == 0
+
+
+def test_three_seconds_of_speech_give_75_frames(engine, face_image, speech):
+    core, clock = make_core(engine, face_image, idle_fps=5, crossfade_frames=3)
+    frames = stream(core, clock, speech[:3 * SR], [320] * 150)
+    frames += end_stream(core, clock, 1.0)
+    talking = [f for f in frames if f.talking]
+    assert len(talking) == 75
+    stamps = [f.stamp_s for f in frames]
+    assert all(b > a for a, b in zip(stamps, stamps[1:])), "stamps must increase"
+    np.testing.assert_allclose(np.diff([f.stamp_s for f in talking]), 0.04, atol=1e-9)
+    assert talking[-1].stamp_s == pytest.approx(T0 + 2.96)
+    kinds = [f.kind for f in frames]
+    assert kinds[75:78] == ["crossfade"] * 3 and set(kinds[78:]) == {"idle"}
+
+
+def test_frame_is_rendered_as_soon_as_its_window_is_complete(engine, face_image, speech):
+    core, clock = make_core(engine, face_image, idle_fps=0)
+    first_seen = {}
+    for step in range(1, 120):
+        clock.now = T0 + step * 0.01
+        core.push_audio(speech[(step - 1) * 160:step * 160], stamp_s=T0 + (step - 1) * 0.01)
+        for frame in core.poll():
+            first_seen[frame.index] = step * 160
+    for k in range(20):
+        # Frame k's last mel column c = int(3.2 k) + 15 needs padded samples up to 200 c + 400, i.e.
+        # speech samples up to 200 c + 400 - 640: about 172 ms after the frame's own time.
+        needed = 200 * (int(80 * k / 25) + 15) + 400 - 640
+        assert first_seen[k] == 160 * math.ceil(needed / 160), k
+    assert first_seen[0] == 2880  # frame 0 (stamp T0) appears once 180 ms of audio arrived
+
+
+def test_latency_is_measured_from_the_completing_chunk(engine, face_image, speech):
+    core, clock = make_core(engine, face_image, idle_fps=0)
+    stream(core, clock, speech[:2 * SR], [1600] * 20, poll_delay=0.015)
+    stats = core.stats()
+    assert stats.latency_ms_p50 == pytest.approx(15.0) and stats.latency_ms_p95 == pytest.approx(15.0)
+    assert set(stats.stage_ms) == {"mel", "inference", "paste", "total"}
+    assert stats.stage_ms["inference"]["mean"] > 0 and stats.stage_ms["paste"]["mean"] > 0
+    assert stats.stage_ms["total"]["mean"] >= stats.stage_ms["inference"]["mean"]
+
+
+def test_gap_in_stamps_starts_a_new_utterance(engine, face_image, speech):
+    core, clock = make_core(engine, face_image, idle_fps=0, crossfade_frames=2)
+    first, second = speech[:SR], speech[SR:SR + 8000]
+    frames = stream(core, clock, first, [1600] * 10)
+    frames += stream(core, clock, second, [1600] * 5, start=T0 + 1.5)  # 0.5 s pause between the two
+    frames += end_stream(core, clock, 0.6)
+    talking = [f for f in frames if f.talking]
+    assert [f.utterance for f in talking] == [1] * 25 + [2] * 13
+    np.testing.assert_allclose([f.stamp_s for f in talking[25:]], T0 + 1.5 + 0.04 * np.arange(13), atol=1e-9)
+    # No crossfade between the utterances (speech goes on); one after the last.
+    assert [f.kind for f in frames].count("crossfade") == 2
+    assert core.stats().utterances == 2
+
+
+def test_idle_frames_after_a_gap(engine, face_image, speech):
+    core, clock = make_core(engine, face_image, idle_fps=5, crossfade_frames=4, gap_timeout_s=0.3)
+    assert core.state == "idle"
+    frames = stream(core, clock, speech[:SR // 2], [800] * 10)
+    assert core.state == "talking"
+    later = end_stream(core, clock, 0.29)
+    assert not [f for f in later if f.kind != "talking"], "the utterance must not end before the gap timeout"
+    later += end_stream(core, clock, 2.0)
+    assert core.state == "idle"
+    kinds = [f.kind for f in later]
+    # The utterance ends 0.3 s into the silence; 2 s later 5 idle frames per second have followed.
+    assert kinds.count("crossfade") == 4 and kinds.count("idle") in (9, 10)
+    crossfade = [f for f in later if f.kind == "crossfade"]
+    last_talking = [f for f in frames + later if f.talking][-1]
+    idle_image = core.faces.face.image
+    distances = [np.abs(f.image.astype(int) - idle_image).mean() for f in [last_talking] + crossfade]
+    assert all(b < a for a, b in zip(distances, distances[1:])), "the crossfade must approach the idle face"
+    idle = [f for f in later if f.kind == "idle"]
+    np.testing.assert_array_equal(idle[0].image, idle_image)
+    np.testing.assert_allclose(np.diff([f.stamp_s for f in idle]), 0.2, atol=1e-6)
+
+
+def test_no_idle_frames_when_idle_rate_is_zero(engine, face_image):
+    core, clock = make_core(engine, face_image, idle_fps=0)
+    assert end_stream(core, clock, 1.0) == []
+
+
+def test_waiting_for_face_renders_nothing_then_catches_up(engine, face_image, speech):
+    clock = FakeClock()
+    core = TalkingFaceStream(engine, StreamConfig(idle_fps=0, max_buffered_s=1.0), clock=clock)
+    assert core.state == "waiting_for_face"
+    frames = stream(core, clock, speech[:3 * SR], [1600] * 30)
+    assert frames == []
+    stats = check_accounting(core)
+    assert stats.audio_buffered <= SR and stats.audio_dropped >= 2 * SR - 640
+    assert core.set_face(face_image).ok
+    frames = core.poll()
+    # Only the newest second of speech is still shown, the oldest was dropped: the face catches up.
+    assert 0 < len(frames) <= 26 and frames[-1].stamp_s > T0 + 2.5
+    check_accounting(core)
+
+
+def test_overload_drops_oldest_audio_and_keeps_the_identity(engine, face_image, speech):
+    core, clock = make_core(engine, face_image, idle_fps=0, max_buffered_s=0.5)
+    # Audio keeps arriving but nobody polls (rendering stalled): 3 s pile up against a 0.5 s limit.
+    offset = 0
+    for _ in range(30):
+        clock.now += 0.1
+        core.push_audio(speech[offset:offset + 1600], stamp_s=T0 + offset / SR)
+        offset += 1600
+        stats = check_accounting(core)
+        assert stats.audio_buffered <= 8000
+    assert stats.frames_dropped > 0 and stats.audio_dropped == 640 * stats.frames_dropped
+    assert "overload" in stats.last_error
+    frames = core.poll()
+    # The frames rendered after the jump show the newest audio, in order.
+    assert frames and frames[0].index >= stats.frames_dropped
+    assert all(b.stamp_s > a.stamp_s for a, b in zip(frames, frames[1:]))
+    frames += end_stream(core, clock, 0.5)
+    stats = check_accounting(core)
+    assert stats.audio_buffered == 0
+    assert stats.talking_frames + stats.frames_dropped == math.ceil(48000 / 640)
+
+
+def test_ten_megabyte_chunk_is_cut_to_the_buffer(engine, face_image, speech):
+    core, clock = make_core(engine, face_image, idle_fps=0, max_buffered_s=2.0)
+    stream(core, clock, speech[:8000], [1600] * 5)
+    pcm = (np.resize(speech, 5 * 1024 * 1024) * 32767).astype("<i2").tobytes()  # 10 MiB of S16LE
+    clock.now += 0.1
+    core.push_audio(pcm, stamp_s=T0 + 10.0, sample_rate=SR, sample_format="S16LE", channels=1)
+    stats = check_accounting(core)
+    assert stats.audio_received == 8000 + 5 * 1024 * 1024
+    assert stats.audio_buffered <= 2 * SR
+    assert stats.audio_dropped >= 5 * 1024 * 1024 - 2 * SR
+    assert "exceeds" in stats.last_error
+    frames = core.poll() + end_stream(core, clock, 0.5)
+    talking = [f for f in frames if f.talking]
+    assert len(talking) <= 50 + 13
+    # The newest 2 s are shown with their true time: the chunk's stamp + its duration - 2 s.
+    new = [f for f in talking if f.utterance == 2]
+    assert new[0].stamp_s == pytest.approx(T0 + 10.0 + 5 * 1024 * 1024 / SR - 2.0)
+    assert check_accounting(core).audio_buffered == 0
+
+
+BAD_CHUNKS = [
+    (dict(audio=b"\x00\x01" * 100, sample_format="S24LE"), "unknown sample format"),
+    (dict(audio=b"\x00\x01\x02", sample_format="S16LE"), "not a whole number"),
+    (dict(audio=b"\x00" * 6, sample_format="F32LE"), "not a whole number"),
+    (dict(audio=b"\x00\x01" * 3, sample_format="S16LE", channels=2), "not a whole number"),
+    (dict(audio=b"\x00\x01" * 100, sample_format="S16LE", sample_rate=0), "sample rate 0"),
+    (dict(audio=b"\x00\x01" * 100, sample_format="S16LE", channels=0), "channel count"),
+    (dict(audio=b"", sample_format="S16LE"), "empty"),
+    (dict(audio=np.zeros(0, np.float32)), "empty"),
+    (dict(audio=np.zeros((10, 2), np.float32)), "1-D float"),
+    (dict(audio=b"\x00\x01" * 100), "need a sample_format"),
+]
+
+
+@pytest.mark.parametrize("bad, message", BAD_CHUNKS, ids=[m for _, m in BAD_CHUNKS])
+def test_bad_chunks_are_rejected_readably_and_the_stream_goes_on(engine, face_image, speech, bad, message):
+    core, clock = make_core(engine, face_image, idle_fps=0)
+    frames = stream(core, clock, speech[:4000], [1600] * 3)
+    bad = dict(bad)
+    audio = bad.pop("audio")
+    with pytest.raises(PcmError) as error:
+        core.push_audio(audio, stamp_s=T0 + 0.25, **bad)
+    assert message in str(error.value) and "\n" not in str(error.value)
+    stats = check_accounting(core)
+    assert stats.inputs_rejected == 1 and stats.last_error == str(error.value)
+    assert stats.audio_received == 4000
+    # The stream continues as if the bad chunk had not been sent.
+    frames += stream(core, clock, speech[4000:SR], [1600] * 8, start=T0 + 0.25)
+    frames += end_stream(core, clock, 0.5)
+    assert len([f for f in frames if f.talking]) == 25
+    assert check_accounting(core).audio_consumed == SR
+
+
+def test_nan_floats_are_replaced_by_silence_and_counted(engine, face_image, speech):
+    core, clock = make_core(engine, face_image, idle_fps=0)
+    chunk = speech[:SR].copy()
+    chunk[100:110] = np.nan
+    chunk[500] = np.inf
+    clock.now = T0 + 1.0
+    core.push_audio(chunk.astype("<f4").tobytes(), stamp_s=T0, sample_format="F32LE", channels=1)
+    frames = core.poll() + end_stream(core, clock, 0.5)
+    stats = check_accounting(core)
+    assert stats.nonfinite_samples == 11 and "NaN/Inf" in stats.last_error
+    talking = [f for f in frames if f.talking]
+    assert len(talking) == 25
+    assert all(np.isfinite(f.prediction).all() for f in talking)
+    clean = chunk.copy()
+    clean[~np.isfinite(clean)] = 0
+    offline = engine.infer(offline_mel_windows(clean), np.broadcast_to(core.faces.face.model_input, (25, 6, 96, 96)))
+    assert np.abs(np.stack([f.prediction for f in talking]) - offline).max() <= 1e-5
+
+
+def test_decode_pcm_formats_and_channels():
+    stereo = np.array([[1000, -1000], [32767, 32767], [-32768, 0]], "<i2")
+    samples, nonfinite = decode_pcm(stereo.tobytes(), "S16LE", 2)
+    np.testing.assert_allclose(samples, [0.0, 32767 / 32768, -0.5], atol=1e-7)
+    assert samples.dtype == np.float32 and nonfinite == 0
+    floats = np.array([0.5, -0.25, np.nan, 1.0], "<f4")
+    samples, nonfinite = decode_pcm(floats.tobytes(), "f32le", 1)
+    np.testing.assert_array_equal(samples, [0.5, -0.25, 0.0, 1.0])
+    assert nonfinite == 1
+
+
+def test_streaming_resampler_matches_offline_resample(speech):
+    audio_48k = resample(speech, SR, 48000)
+    resampler = StreamingResampler(48000, SR)
+    rng = np.random.default_rng(3)
+    pieces, offset = [], 0
+    while offset < audio_48k.size:
+        size = int(rng.integers(1, 4800))
+        pieces.append(resampler.process(audio_48k[offset:offset + size]))
+        offset += size
+    pieces.append(resampler.flush())
+    streamed = np.concatenate(pieces)
+    offline = resample(audio_48k, 48000, SR)
+    assert abs(streamed.size - offline.size) <= 1
+    common = min(streamed.size, offline.size)
+    assert np.abs(streamed[:common] - offline[:common]).max() <= 1e-6
+
+
+def test_48khz_stereo_pcm_stream_renders_the_resampled_speech(engine, face_image, speech):
+    core, clock = make_core(engine, face_image, idle_fps=0)
+    audio_48k = resample(speech[:SR], SR, 48000)
+    pcm = np.clip(np.repeat(audio_48k[:, None], 2, axis=1) * 32767, -32768, 32767).astype("<i2")
+    for offset in range(0, pcm.shape[0], 4800):
+        clock.now = T0 + (offset + 4800) / 48000
+        core.push_audio(pcm[offset:offset + 4800].tobytes(), stamp_s=T0 + offset / 48000, sample_rate=48000,
+                        sample_format="S16LE", channels=2)
+        core.poll()
+    end_stream(core, clock, 0.5)
+    stats = check_accounting(core)
+    assert abs(stats.audio_received - SR) <= 1 and stats.talking_frames == 25
+    assert stats.utterances == 1
+
+
+def test_sample_rate_change_starts_a_new_utterance(engine, face_image, speech):
+    core, clock = make_core(engine, face_image, idle_fps=0)
+    stream(core, clock, speech[:8000], [1600] * 5)
+    audio_22k = resample(speech[8000:16000], SR, 22050)
+    clock.now += 0.5
+    core.push_audio(audio_22k, stamp_s=T0 + 0.5, sample_rate=22050)
+    core.poll()
+    end_stream(core, clock, 0.5)
+    stats = check_accounting(core)
+    assert stats.utterances == 2 and stats.talking_frames == 13 + math.ceil((stats.audio_received - 8000) / 640)
+
+
+def test_face_updates_and_rejections(engine, face_image, speech):
+    core, clock = make_core(engine, face_image, idle_fps=0)
+    assert not core.set_face(face_image).changed
+    update = core.set_face(np.full((200, 200, 3), 80, np.uint8))
+    assert update.ok and "kept the previous face" in update.note
+    assert core.stats().last_error == update.note
+    with pytest.raises(ValueError):
+        core.set_face(np.zeros((100, 100), np.float64))
+    assert core.stats().inputs_rejected == 1
+    frames = stream(core, clock, speech[:8000], [1600] * 5)
+    assert frames and frames[0].image.shape == face_image.shape
+
+
+def test_config_rejects_impossible_settings():
+    with pytest.raises(ValueError, match="max_buffered_s"):
+        StreamConfig(max_buffered_s=0.1)
+    with pytest.raises(ValueError, match="max_batch"):
+        StreamConfig(max_batch=0)
