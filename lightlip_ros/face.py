@@ -241,6 +241,15 @@ class FaceCache:
         self._last_update: Optional[FaceUpdate] = None
         self.face: Optional[PreparedFace] = None
 
+    def reconfigure(self, config: FaceConfig) -> None:
+        """New crop and blend settings; the current face is prepared again from its box (not re-detected)."""
+        if config.min_face_fraction != self.config.min_face_fraction:
+            self._detector = None
+        self.config = config
+        if self.face is not None:
+            face = self.face
+            self.face = prepare_face(face.image, face.box, face.detected, config, face.key)
+
     @property
     def detector(self) -> FaceDetector:
         if self._detector is None:

@@ -309,6 +309,22 @@ class TalkingFaceStream:
             name: collections.deque(maxlen=config.stats_window) for name in ("mel", "inference", "paste", "total")}
         self._limit = int(round(config.max_buffered_s * SAMPLE_RATE))
 
+    def reconfigure(self, config: StreamConfig) -> None:
+        """Applies new settings live: the face is prepared again for new face settings (no new
+        detection), a smaller buffer limit drops the excess at once, speech in progress goes on."""
+        with self._lock:
+            if config.face != self.faces.config:
+                self.faces.reconfigure(config.face)
+            if config.stats_window != self.config.stats_window:
+                self._latencies = collections.deque(self._latencies, maxlen=config.stats_window)
+                self._stages = {name: collections.deque(values, maxlen=config.stats_window)
+                                for name, values in self._stages.items()}
+            if config.idle_fps != self.config.idle_fps:
+                self._next_idle_time = None
+            self.config = config
+            self._limit = int(round(config.max_buffered_s * SAMPLE_RATE))
+            self._enforce_limit()
+
     # ----------------------------------------------------------------------------------------- inputs
     def set_face(self, image_bgr, box: Optional[Sequence[int]] = None) -> FaceUpdate:
         """Sets the face to animate (see FaceCache.set_face). Raises FaceImageError for a malformed image

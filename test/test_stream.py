@@ -9,6 +9,7 @@ import torch
 
 from lightlip_ros.audio import load_audio, mel_windows, melspectrogram, resample
 from lightlip_ros.engines.torch_engine import TorchEngine
+from lightlip_ros.face import FaceConfig
 from lightlip_ros.models import save_generator
 from lightlip_ros.pcm import PcmError, StreamingResampler, decode_pcm
 from lightlip_ros.stream import StreamConfig, TalkingFaceStream, offline_mel_windows
@@ -391,3 +392,20 @@ def test_config_rejects_impossible_settings():
         StreamConfig(max_buffered_s=0.1)
     with pytest.raises(ValueError, match="max_batch"):
         StreamConfig(max_batch=0)
+
+
+def test_reconfigure_applies_live(engine, face_image, speech):
+    core, clock = make_core(engine, face_image, idle_fps=0, max_buffered_s=2.0)
+    prepared = core.faces.face
+    core.reconfigure(StreamConfig(idle_fps=0, max_buffered_s=2.0, face=FaceConfig(blend_width_px=0)))
+    assert core.faces.face is not prepared and core.faces.face.region == prepared.region
+    assert core.faces.face.mask.max() == 1.0 and core.faces.face.mask[-1].min() == 1.0  # a hard paste now
+    assert not core.set_face(face_image).changed  # the same image again is still free
+    # 1.5 s pile up unrendered; shrinking the buffer to 0.5 s drops the oldest at once.
+    for offset in range(0, 24000, 1600):
+        clock.now += 0.1
+        core.push_audio(speech[offset:offset + 1600], stamp_s=T0 + offset / SR)
+    assert check_accounting(core).audio_buffered > 8000
+    core.reconfigure(StreamConfig(idle_fps=0, max_buffered_s=0.5))
+    stats = check_accounting(core)
+    assert stats.audio_buffered <= 8000 and stats.frames_dropped > 0
