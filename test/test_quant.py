@@ -18,7 +18,7 @@ from lightlip_ros.engines.onnx_export import export_generator_onnx
 from lightlip_ros.models import student
 from training.quant.calibration import collect_activation_stats, model_fingerprint
 from training.quant.emulation import emulate_int8, quantize_layers
-from training.quant.evaluate import evaluate_files
+from training.quant.evaluate import evaluate_files, media_clip
 from training.quant.export import (ExportError, export_precisions, insert_qdq, layer_precisions, name_layers,
                                    read_metadata)
 from training.quant.layers import fold_batchnorm, quantizable_layers
@@ -214,8 +214,9 @@ def test_every_file_runs_any_batch_size(exported, samples):
             assert np.isfinite(frames).all()
 
 
-def test_mixed_error_is_below_int8_everywhere_on_real_inputs(exported, samples):
-    table = {row.label: row for row in evaluate_files(exported, samples, batch_size=8, progress=False)}
+def test_mixed_error_is_below_int8_everywhere_on_real_inputs(exported):
+    clip = media_clip(ASSETS / "face.jpg", ASSETS / "speech.wav", limit=24)
+    table = {row.label: row for row in evaluate_files(exported, [clip], batch_size=8, progress=False)}
     assert table["fp32"].psnr_drop_db == 0.0
     assert table["fp16"].psnr_vs_fp32_db > table["mixed"].psnr_vs_fp32_db > table["int8"].psnr_vs_fp32_db
     assert table["int8"].psnr_vs_fp32_db < 60  # INT8 really changes the output (not a silent FP path)

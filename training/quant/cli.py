@@ -24,7 +24,7 @@ from lightlip_ros.face import FaceImageError
 from lightlip_ros.models import CheckpointError, load_generator
 
 from .calibration import DEFAULT_PERCENTILE, METHODS
-from .evaluate import evaluate_files, quality_json, quality_markdown
+from .evaluate import dataset_clips, evaluate_files, media_clip, quality_json, quality_markdown
 from .export import PRECISIONS, ExportError, export_precisions
 from .layers import quantizable_layers
 from .plan import PlanError, QuantPlan
@@ -42,16 +42,20 @@ def _add_samples(parser, splits):
         source.add_argument(f"--{name}-split", default=default, help=f"split for {role} (default: {default})")
     source.add_argument("--face", type=Path, help="a face image, instead of --data")
     source.add_argument("--audio", type=Path, help="a speech recording to go with --face")
-    source.add_argument("--seed", type=int, default=0, help="which windows are drawn from the data set")
+
+
+def _uses_data(args) -> bool:
+    """True for --data, False for --face/--audio; a SampleError for anything else."""
+    if args.data is not None and (args.face is not None or args.audio is not None):
+        raise SampleError("give either --data or --face/--audio, not both")
+    if args.data is None and (args.face is None or args.audio is None):
+        raise SampleError("give --data ROOT, or both --face IMAGE and --audio SPEECH")
+    return args.data is not None
 
 
 def _samples(args, split, count) -> SampleSet:
-    if args.data is not None:
-        if args.face is not None or args.audio is not None:
-            raise SampleError("give either --data or --face/--audio, not both")
+    if _uses_data(args):
         return dataset_samples(args.data, split, count, args.seed)
-    if args.face is None or args.audio is None:
-        raise SampleError("give --data ROOT, or both --face IMAGE and --audio SPEECH")
     return SampleSet.from_media(args.face, args.audio, limit=count)
 
 
@@ -69,9 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sens = commands.add_parser("sensitivity", help="calibrate, rank layers by INT8 sensitivity, write a plan")
     sens.add_argument("--model", type=Path, required=True, help="generator checkpoint (any format LightLip loads)")
-    _add_samples(sens, [("calib", "train", "calibration"), ("eval", "test", "the held-out evaluation")])
+    _add_samples(sens, [("calib", "train", "calibration"), ("eval", "val", "ranking the layers (held out)")])
     sens.add_argument("--calib-samples", type=_positive, default=256, help="calibration frames (default: 256)")
     sens.add_argument("--eval-samples", type=_positive, default=256, help="held-out frames (default: 256)")
+    sens.add_argument("--seed", type=int, default=0, help="which windows are drawn from the data set")
     sens.add_argument("--method", choices=METHODS, default="percentile",
                       help="how activation ranges are read off the histograms (default: percentile)")
     sens.add_argument("--percentile", type=float, default=DEFAULT_PERCENTILE,
@@ -92,11 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"comma-separated subset of {','.join(PRECISIONS)} (default: all)")
     export.add_argument("--stem", default="generator", help="file names are <stem>.<precision>.onnx")
 
-    evaluate = commands.add_parser("evaluate", help="quality of exported files on held-out samples")
+    evaluate = commands.add_parser("evaluate", help="quality of exported files on the held-out split")
     evaluate.add_argument("--onnx-dir", type=Path, required=True, help="folder written by `export`")
     evaluate.add_argument("--stem", default="generator")
     _add_samples(evaluate, [("eval", "test", "the held-out evaluation")])
-    evaluate.add_argument("--eval-samples", type=_positive, default=256)
+    evaluate.add_argument("--max-clips", type=_positive, help="evaluate only the split's first N clips")
+    evaluate.add_argument("--eval-samples", type=_positive, help="with --face/--audio: at most N frames")
     evaluate.add_argument("--batch-size", type=_positive, default=32)
     evaluate.add_argument("--out", type=Path, help="folder for quality.md and quality.json (default: --onnx-dir)")
 
@@ -145,15 +151,19 @@ def run_evaluate(args) -> None:
     files = {precision: path for precision, path in files.items() if path.is_file()}
     if "fp32" not in files:
         raise ExportError(f"{args.onnx_dir}: no {args.stem}.fp32.onnx to compare with (run `lightlip-quant export`)")
-    samples = _samples(args, args.eval_split, args.eval_samples)
-    table = evaluate_files(files, samples, batch_size=args.batch_size, threads=torch.get_num_threads(),
+    if _uses_data(args):
+        clips = dataset_clips(args.data, args.eval_split, args.max_clips)
+        source = f"`{args.data}` split `{args.eval_split}`" + (f" (first {args.max_clips} clips)" if args.max_clips else "")
+    else:
+        clips = [media_clip(args.face, args.audio, args.eval_samples)]
+        source = clips[0].clip
+    table = evaluate_files(files, clips, batch_size=args.batch_size, threads=torch.get_num_threads(),
                            progress=not args.quiet)
     out = args.out or args.onnx_dir
     out.mkdir(parents=True, exist_ok=True)
-    markdown = quality_markdown(table, samples)
+    markdown = quality_markdown(table, source)
     (out / "quality.md").write_text(markdown)
-    (out / "quality.json").write_text(json.dumps({"samples": samples.source, "files": quality_json(table)},
-                                                 indent=1) + "\n")
+    (out / "quality.json").write_text(json.dumps({"source": source, "files": quality_json(table)}, indent=1) + "\n")
     print(markdown, end="")
 
 

@@ -1,25 +1,35 @@
-"""The quality table: every exported file run by ONNX Runtime on held-out samples, scored against FP32.
+"""The quality table: every exported file run by ONNX Runtime under the benchmark's own protocol.
 
-Graph optimisations are disabled so that ONNX Runtime runs each QuantizeLinear/DequantizeLinear and each
-FP16 operator as written instead of fusing Q/DQ into its own integer kernels (which add their own
-rounding): the numbers then emulate what a strongly typed TensorRT build computes.
+Clips are evaluated exactly as `lightlip-data eval` evaluates checkpoints (training.evaluate: ground-truth
+frame with its lower half masked + the clip's first frame as reference, every frame of every clip, PSNR and
+SSIM of 8-bit frames over the mouth region, averaged per clip then over clips); only the generator differs:
+an ONNX file in ONNX Runtime with graph optimisations disabled, so that each QuantizeLinear/DequantizeLinear
+and each FP16 operator runs as written instead of being fused into ONNX Runtime's own integer kernels (which
+round differently). The numbers then emulate what a strongly typed TensorRT build computes.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
+import cv2
 import numpy as np
 import onnx
 import onnxruntime
 import torch
 from tqdm import tqdm
 
+from lightlip_ros.audio import FPS, MEL_STEP_SIZE, SAMPLE_RATE, load_audio, melspectrogram
+from lightlip_ros.face import FaceCache
+from training.dataset import training_mel_start
+from training.evaluate import EvalClip, clip_metrics, generate_clip, load_eval_clip, mouth_region
+from training.layout import DataError, read_filelist
+
 from .export import layer_precisions
 from .plan import FP16, INT8
-from .samples import SampleSet
-from .sensitivity import LOWER_HALF, psnr_db
+from .samples import SampleError
+from .sensitivity import psnr_db
 
 
 @dataclass(frozen=True)
@@ -28,46 +38,100 @@ class FileQuality:
     path: str
     int8_layers: int
     fp16_layers: int
-    psnr_db: float  # against the ground truth, mean per frame, over the region
-    psnr_drop_db: float  # against the FP32 file
-    psnr_vs_fp32_db: float  # the outputs against the FP32 file's outputs
+    psnr_db: float  # mouth PSNR against the ground truth (8-bit frames), mean over clips
+    ssim: float
+    psnr_drop_db: float  # the reference (FP32) file's psnr_db minus this one's
+    psnr_vs_fp32_db: float  # float outputs against the FP32 file's, over all mouth regions
 
 
-def run_onnx(path, samples: SampleSet, batch_size: int = 32, threads: int = 1) -> torch.Tensor:
-    """(N,3,96,96) outputs of an ONNX generator, Q/DQ and FP16 operators executed as written."""
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    mel_name, face_name = (i.name for i in session.get_inputs())
-    outputs = [session.run(None, {mel_name: mel.numpy(), face_name: face.numpy()})[0]
-               for mel, face, _ in samples.batches(batch_size)]
-    return torch.from_numpy(np.concatenate(outputs).astype(np.float32))
+class OnnxGenerator:
+    """An ONNX generator as the callable training.evaluate expects: (mels, faces) tensors -> frames tensor.
+    Keeps the float outputs of the last clip (`outputs`) for comparisons finer than 8 bits."""
+
+    def __init__(self, path, threads: int = 1):
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.outputs = []
+
+    def __call__(self, mels: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+        frames = self.session.run(None, dict(zip(self.input_names, (mels.numpy(), faces.numpy()))))[0]
+        self.outputs.append(frames)
+        return torch.from_numpy(frames)
 
 
-def evaluate_files(files: Mapping[str, Path], samples: SampleSet, reference: str = "fp32", rows: slice = LOWER_HALF,
+def dataset_clips(root, split: str, max_clips: int | None = None):
+    """The split's clips as the benchmark loads them (lazily, one at a time)."""
+    try:
+        clips = read_filelist(root, split)
+    except DataError as error:
+        raise SampleError(str(error)) from error
+    if not clips:
+        raise SampleError(f"{root}: the {split} file list is empty")
+    for clip in clips[:max_clips] if max_clips else clips:
+        try:
+            yield load_eval_clip(root, clip)
+        except DataError as error:
+            raise SampleError(str(error)) from error
+
+
+def media_clip(image_path, audio_path, limit: int | None = None) -> EvalClip:
+    """A clip made of one face image held still over a speech recording (no mouth truth: the benchmark
+    then measures the lower half of the crop)."""
+    image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise SampleError(f"{image_path}: not a readable image")
+    faces = FaceCache()
+    update = faces.set_face(image)
+    if not update.ok:
+        raise SampleError(f"{image_path}: {update.note}")
+    crop = np.rint(faces.face.model_input[3:] * 255.0).astype(np.uint8).transpose(1, 2, 0)
+    wav = load_audio(audio_path)
+    mel = melspectrogram(wav)
+    count = int(len(wav) / SAMPLE_RATE * FPS)
+    indices = np.array([i for i in range(1, count) if training_mel_start(i) + MEL_STEP_SIZE <= mel.shape[1]])
+    if limit is not None:
+        indices = indices[:limit]
+    return EvalClip(f"{Path(image_path).name} + {Path(audio_path).name}", np.repeat(crop[None], count, axis=0),
+                    mel, indices, reference=0)
+
+
+def evaluate_files(files: Mapping[str, Path], clips: Sequence[EvalClip], reference: str = "fp32",
                    batch_size: int = 32, threads: int = 1, progress: bool = True) -> list:
-    """FileQuality of each {label: path}; `reference` names the FP32 file the others are compared with."""
+    """FileQuality of each {label: path} over `clips`; `reference` names the FP32 file."""
     if reference not in files:
         raise ValueError(f"the FP32 reference {reference!r} is not among the files ({', '.join(files)})")
-    target = samples.target[:, :, rows].double()
-    outputs = {}
-    for label in tqdm(files, desc="evaluate", unit="file", disable=not progress, leave=False):
-        outputs[label] = run_onnx(files[label], samples, batch_size, threads)[:, :, rows].double()
-
-    def psnr(out):
-        per_frame = ((out - target) ** 2).flatten(1).mean(1)
-        return sum(psnr_db(float(mse)) for mse in per_frame) / len(per_frame)
-
-    fp32 = psnr(outputs[reference])
+    generators = {label: OnnxGenerator(path, threads) for label, path in files.items()}
+    psnrs = {label: [] for label in files}
+    ssims = {label: [] for label in files}
+    squared = dict.fromkeys(files, 0.0)
+    values = 0
+    for clip in tqdm(clips, desc="evaluate", unit="clip", disable=not progress, leave=False):
+        floats = {}
+        for label, generator in generators.items():
+            generator.outputs = []
+            metrics = clip_metrics(clip, generate_clip(generator, clip, batch_size))
+            psnrs[label].append(metrics["psnr"])
+            ssims[label].append(metrics["ssim"])
+            floats[label] = np.concatenate(generator.outputs).astype(np.float64)
+        for k, index in enumerate(clip.indices):
+            x1, y1, x2, y2 = mouth_region(clip.truth, int(index))
+            values += 3 * (y2 - y1) * (x2 - x1)
+            for label in files:
+                difference = floats[label][k, :, y1:y2, x1:x2] - floats[reference][k, :, y1:y2, x1:x2]
+                squared[label] += float((difference ** 2).sum())
+    if values == 0:
+        raise SampleError("no frames to evaluate")
+    fp32 = float(np.mean(psnrs[reference]))
     table = []
     for label, path in files.items():
         counts = _precision_counts(path)
-        quality = psnr(outputs[label])
-        fidelity = psnr_db(float(((outputs[label] - outputs[reference]) ** 2).mean()))
-        table.append(FileQuality(label, str(path), counts.get(INT8, 0), counts.get(FP16, 0), quality,
-                                 fp32 - quality, fidelity))
+        psnr = float(np.mean(psnrs[label]))
+        table.append(FileQuality(label, str(path), counts.get(INT8, 0), counts.get(FP16, 0), psnr,
+                                 float(np.mean(ssims[label])), fp32 - psnr, psnr_db(squared[label] / values)))
     return table
 
 
@@ -78,13 +142,13 @@ def _precision_counts(path) -> dict:
     return counts
 
 
-def quality_markdown(table, samples: SampleSet, rows: slice = LOWER_HALF) -> str:
-    lines = [f"Held-out samples: {samples.source}; PSNR over rows {rows.start}-{rows.stop - 1} of the 96x96 crop, "
-             "ONNX Runtime CPU with graph optimisations disabled.", "",
-             "| file | INT8 layers | FP16 layers | PSNR (dB) | drop vs FP32 (dB) | PSNR vs FP32 output (dB) |",
-             "|---|---:|---:|---:|---:|---:|"]
+def quality_markdown(table, source: str) -> str:
+    lines = [f"{source}: PSNR/SSIM of 8-bit frames over the mouth region (as `lightlip-data eval`), ONNX Runtime "
+             "CPU with graph optimisations disabled.", "",
+             "| file | INT8 layers | FP16 layers | PSNR (dB) | SSIM | drop vs FP32 (dB) | PSNR vs FP32 output (dB) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for row in table:
-        lines.append(f"| {row.label} | {row.int8_layers} | {row.fp16_layers} | {row.psnr_db:.3f} | "
+        lines.append(f"| {row.label} | {row.int8_layers} | {row.fp16_layers} | {row.psnr_db:.3f} | {row.ssim:.4f} | "
                      f"{row.psnr_drop_db:+.3f} | {row.psnr_vs_fp32_db:.2f} |")
     return "\n".join(lines) + "\n"
 

@@ -17,6 +17,7 @@ import torch
 from lightlip_ros.audio import FPS, SAMPLE_RATE, load_audio, mel_windows, melspectrogram
 from lightlip_ros.face import FaceCache
 from lightlip_ros.models.syncnet import SYNC_FRAMES
+from training.evaluate import mouth_region
 
 
 class SampleError(ValueError):
@@ -25,11 +26,13 @@ class SampleError(ValueError):
 
 @dataclass(frozen=True)
 class SampleSet:
-    """mel (N,1,80,16), face (N,6,96,96) and target (N,3,96,96) float32 tensors; `source` says where they
-    came from (reports and cache keys)."""
+    """mel (N,1,80,16), face (N,6,96,96) and target (N,3,96,96) float32 tensors; regions (N,4) int64: each
+    frame's mouth region (x1, y1, x2, y2) in the 96x96 crop, where quality is measured (the benchmark's
+    region, training.evaluate.mouth_region); `source` says where they came from (reports, cache keys)."""
     mel: torch.Tensor
     face: torch.Tensor
     target: torch.Tensor
+    regions: torch.Tensor
     source: str
 
     def __post_init__(self):
@@ -42,6 +45,8 @@ class SampleSet:
             if tuple(tensor.shape) != (count, *shape) or tensor.dtype != torch.float32:
                 raise SampleError(f"{self.source}: {name} must be float32 of shape (N, {shape}), "
                                   f"got {tensor.dtype} {tuple(tensor.shape)}")
+        if tuple(self.regions.shape) != (count, 4):
+            raise SampleError(f"{self.source}: regions must have shape (N, 4), got {tuple(self.regions.shape)}")
 
     def __len__(self) -> int:
         return self.mel.shape[0]
@@ -58,7 +63,7 @@ class SampleSet:
     def fingerprint(self) -> str:
         """sha256 of the tensors themselves: the same samples give the same key whatever their path."""
         digest = hashlib.sha256()
-        for tensor in (self.mel, self.face, self.target):
+        for tensor in (self.mel, self.face, self.target, self.regions):
             digest.update(tensor.contiguous().numpy().tobytes())
         return digest.hexdigest()
 
@@ -85,6 +90,7 @@ class SampleSet:
         return cls(mel=torch.from_numpy(windows).unsqueeze(1).float(),
                    face=face.expand(frames, -1, -1, -1).contiguous(),
                    target=face[3:].expand(frames, -1, -1, -1).contiguous(),
+                   regions=torch.tensor([mouth_region(None, 0)] * frames),
                    source=f"{Path(image_path).name} + {Path(audio_path).name} ({frames} frames)")
 
 
@@ -93,7 +99,7 @@ def dataset_samples(root, split: str, count: int, seed: int = 0) -> SampleSet:
     the split's clips and drawn with `seed`, each frame one sample (masked crop + reference, its mel window,
     its crop as target)."""
     from training.dataset import Wav2LipDataset
-    from training.layout import DataError, read_filelist
+    from training.layout import DataError, read_filelist, read_truth
 
     if count < 1:
         raise SampleError(f"sample count must be >= 1, got {count}")
@@ -103,13 +109,18 @@ def dataset_samples(root, split: str, count: int, seed: int = 0) -> SampleSet:
             raise DataError(f"{root}: the {split} file list is empty")
         windows = -(-count // SYNC_FRAMES)
         dataset = Wav2LipDataset(root, split, seed=seed, samples_per_clip=-(-windows // len(clips)), clips=clips)
-        mel, face, target = [], [], []
+        mel, face, target, regions, truths = [], [], [], [], {}
         for index in np.linspace(0, len(dataset) - 1, windows).round().astype(int):
             sample = dataset[int(index)]
             mel.append(sample["mels"])
             face.append(sample["face_input"].transpose(0, 1))
             target.append(sample["target"].transpose(0, 1))
+            clip = sample["clip"]
+            if clip not in truths:
+                truths[clip] = read_truth(dataset.clip_dir(clip))
+            regions += [mouth_region(truths[clip], sample["start"] + k) for k in range(SYNC_FRAMES)]
     except DataError as error:
         raise SampleError(str(error)) from error
     return SampleSet(torch.cat(mel)[:count].contiguous(), torch.cat(face)[:count].contiguous(),
-                     torch.cat(target)[:count].contiguous(), source=f"{Path(root).name}/{split} ({count} frames)")
+                     torch.cat(target)[:count].contiguous(), torch.tensor(regions[:count]),
+                     source=f"{Path(root).name}/{split} ({count} frames)")

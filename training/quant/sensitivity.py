@@ -39,8 +39,8 @@ def psnr_db(mse: float) -> float:
 
 @dataclass(frozen=True)
 class Quality:
-    """psnr_db: mean per-frame PSNR against the ground truth over the evaluated region;
-    psnr_vs_fp32_db: PSNR of the outputs against the FP32 model's outputs (mean MSE over all frames)."""
+    """psnr_db: mean per-frame PSNR against the ground truth over the mouth regions;
+    psnr_vs_fp32_db: PSNR of the outputs against the FP32 model's outputs (MSE over all mouth regions)."""
     psnr_db: float
     psnr_vs_fp32_db: float
 
@@ -54,13 +54,15 @@ class LayerSensitivity:
 
 
 class Evaluator:
-    """Runs a folded model on held-out samples and scores its outputs over `rows` of each frame."""
+    """Runs a folded model on held-out samples and scores its outputs over each frame's mouth region."""
 
-    def __init__(self, model: nn.Module, samples: SampleSet, rows: slice, batch_size: int = 32):
+    def __init__(self, model: nn.Module, samples: SampleSet, batch_size: int = 32):
         self.model = model
         self.samples = samples
-        self.rows = rows
         self.batch_size = batch_size
+        self.mask = torch.zeros(len(samples), 1, 96, 96, dtype=torch.float64)
+        for mask, (x1, y1, x2, y2) in zip(self.mask, samples.regions.tolist()):
+            mask[:, y1:y2, x1:x2] = 1.0
         self.reference = self.run()
         self.fp32 = self.score(self.reference)
 
@@ -68,12 +70,14 @@ class Evaluator:
         with torch.inference_mode():
             return torch.cat([self.model(mel, face) for mel, face, _ in self.samples.batches(self.batch_size)])
 
+    def _squared_error(self, outputs, other) -> torch.Tensor:
+        return (outputs.double() - other.double()) ** 2 * self.mask
+
     def score(self, outputs: torch.Tensor) -> Quality:
-        outputs = outputs[:, :, self.rows].double()
-        target = self.samples.target[:, :, self.rows].double()
-        per_frame = ((outputs - target) ** 2).flatten(1).mean(1)
+        values = 3 * self.mask.sum((1, 2, 3))
+        per_frame = self._squared_error(outputs, self.samples.target).sum((1, 2, 3)) / values
         psnr = sum(psnr_db(float(mse)) for mse in per_frame) / len(per_frame)
-        fidelity = float(((outputs - self.reference[:, :, self.rows].double()) ** 2).mean())
+        fidelity = float(self._squared_error(outputs, self.reference).sum() / values.sum())
         return Quality(psnr, psnr_db(fidelity))
 
     def with_int8(self, quantized: Mapping[str, LayerQuantization]) -> Quality:
@@ -86,8 +90,7 @@ def rank_layers(evaluator: Evaluator, quantized: Mapping[str, LayerQuantization]
     """LayerSensitivity of every layer in `quantized`, most sensitive first."""
     layers = dict(evaluator.model.named_modules())
     key = {"format": _CACHE_FORMAT, "model": model_fingerprint(evaluator.model),
-           "samples": evaluator.samples.fingerprint(), "rows": [evaluator.rows.start, evaluator.rows.stop],
-           "scales": {name: float(layer.input_scale) for name, layer in quantized.items()}}
+           "samples": evaluator.samples.fingerprint(), "scales": {name: float(layer.input_scale) for name, layer in quantized.items()}}
     done = _load_results(cache_path, key)
     results = []
     for name in tqdm(quantized, desc="sensitivity", unit="layer", disable=not progress, leave=False):
@@ -152,9 +155,6 @@ def _save_results(cache_path, key, results):
         atomic_write_json(cache_path, {"key": key, "layers": results})
 
 
-LOWER_HALF = slice(48, 96)  # the rows the generator redraws (its face input has them masked): the mouth
-
-
 def make_plan(model: nn.Module, calibration: SampleSet, evaluation: SampleSet, method: str = "percentile",
               percentile: float = DEFAULT_PERCENTILE, top_k: int | None = None,
               max_psnr_drop_db: float | None = None, cache_dir=None, batch_size: int = 32,
@@ -166,7 +166,7 @@ def make_plan(model: nn.Module, calibration: SampleSet, evaluation: SampleSet, m
                                      batch_size=batch_size, bins=DEFAULT_BINS, progress=progress)
     input_amax = stats.ranges(method, percentile)
     quantized = quantize_layers(folded, input_amax)
-    evaluator = Evaluator(folded, evaluation, LOWER_HALF, batch_size)
+    evaluator = Evaluator(folded, evaluation, batch_size)
     ranking = rank_layers(evaluator, quantized, cache_dir / "sensitivity.json" if cache_dir else None, progress)
     fp16, steps = choose_fp16_layers(evaluator, ranking, quantized, top_k, max_psnr_drop_db, progress)
     layers = [LayerPlan(layer.name, layer.op, FP16 if layer.name in fp16 else INT8, input_amax[layer.name],
@@ -177,7 +177,7 @@ def make_plan(model: nn.Module, calibration: SampleSet, evaluation: SampleSet, m
         calibration={"method": method, "percentile": percentile, "samples": calibration.source,
                      "sample_count": len(calibration), "bins": DEFAULT_BINS, "batch_size": batch_size},
         evaluation={"samples": evaluation.source, "sample_count": len(evaluation),
-                    "region": f"rows {LOWER_HALF.start}-{LOWER_HALF.stop - 1} of the 96x96 crop (lower half)",
+                    "region": "mouth region (training.evaluate.mouth_region: lips box + margin, else lower half)",
                     "fp32_psnr_db": evaluator.fp32.psnr_db},
         budget={"top_k": top_k} if top_k is not None else {"max_psnr_drop_db": max_psnr_drop_db},
         layers=layers,
