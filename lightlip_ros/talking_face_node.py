@@ -6,6 +6,8 @@ the threads and publishes frames, status and diagnostics. Topics (relative, rema
   face_frames (sensor_msgs/Image, bgr8), audio_out (lightlip_msgs/AudioChunk), talk_status
   (lightlip_msgs/TalkStatus) and /diagnostics out; service set_face (lightlip_msgs/SetFace).
 """
+import hashlib
+import re
 import threading
 import time
 from pathlib import Path
@@ -79,8 +81,9 @@ def _stamp(node_time_s: float):
 
 
 class InputErrors:
-    """Rejected inputs the node sees before the core does (malformed images, failed services), and
-    per-kind rate limiting of their log lines: each kind is logged at once, then at most every period."""
+    """Rejected inputs the node sees before the core does (malformed images, failed services), and rate
+    limiting of log lines: each kind of problem (its message with the numbers left out) is logged at
+    once, then at most once a period, with the count of repeats in between."""
 
     def __init__(self, logger, clock, period_s=5.0):
         self.logger, self.clock, self.period_s = logger, clock, period_s
@@ -100,7 +103,10 @@ class InputErrors:
 
     def log(self, kind, message):
         now = time.monotonic()
+        kind = (kind, re.sub(r"[-+.\d]+", "#", message))
         previous = self._logged.get(kind)
+        if previous is None and len(self._logged) >= 256:
+            self._logged.clear()  # bounded memory whatever messages arrive
         if previous is None or now - previous[0] >= self.period_s:
             suppressed = previous[1] if previous else 0
             more = f" ({suppressed} more since the last report)" if suppressed else ""
@@ -119,6 +125,7 @@ class TalkingFaceNode(Node):
         self._errors = InputErrors(self.get_logger(), self._now_s)
         self._face_note = "no face image received yet"
         self._face_detected = False
+        self._last_image_key = None
         self._last_face = None  # (image, frame_id) to re-prepare when face_box or blend_width change
         self._frame_id = ""
         self._engine_reason = ""
@@ -195,6 +202,12 @@ class TalkingFaceNode(Node):
         self._wake.set()
 
     def _on_face_image(self, msg: Image):
+        # Both face_image subscriptions receive what a latched publisher sends: handle it once.
+        key = (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id, msg.width, msg.height,
+               msg.encoding, msg.step, hashlib.blake2b(bytes(msg.data), digest_size=16).digest())
+        if key == self._last_image_key:
+            return
+        self._last_image_key = key
         try:
             image = image_to_bgr(msg)
         except ImageFormatError as error:

@@ -34,8 +34,9 @@ def ros_domain():
 @pytest.fixture
 def ros_env(ros_domain):
     """Environment for ROS subprocesses of this test."""
+    # Unbuffered logging: a node's log file is complete when a test reads it.
     return dict(os.environ, ROS_DOMAIN_ID=str(ros_domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-                PYTHONUNBUFFERED="1")
+                PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0")
 
 
 @pytest.fixture

@@ -58,3 +58,76 @@ def test_streams_real_speech_into_frames_at_40ms_spacing(ros_context, node_env, 
         + status.audio_samples_buffered
     assert status.audio_samples_consumed == round(seconds * 16000)
     assert status.frames_dropped == 0
+
+
+def _chunk(data, sample_rate=16000, channels=1, sample_format="S16LE", stamp_ns=0):
+    chunk = AudioChunk(sample_rate=sample_rate, channels=channels, sample_format=sample_format)
+    chunk.header.stamp.sec, chunk.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+    chunk.data = bytes(data)
+    return chunk
+
+
+def test_bad_input_is_reported_and_the_node_keeps_working(ros_context, node_env, student_checkpoint, tmp_path):
+    import cv2
+    from lightlip_ros.audio import load_audio
+    from lightlip_ros.image_msgs import bgr_to_image
+    from sensor_msgs.msg import Image
+
+    face = cv2.imread(str(ASSETS / "face.jpg"))
+    speech = np.clip(load_audio(str(ASSETS / "speech.wav"))[:16000] * 32767, -32768, 32767).astype("<i2")
+    with start_node(node_env, tmp_path / "node.log", "-p", f"model_path:={student_checkpoint}",
+                    "-p", "idle_rate:=0.0", "-p", "max_buffered_audio:=2.0") as node:
+        watcher = Watcher(ros_context)
+        audio = watcher.node.create_publisher(AudioChunk, "audio", 100)
+        images = watcher.node.create_publisher(Image, "face_image", LATCHED)
+        images.publish(bgr_to_image(face))
+        watcher.wait_for_state(TalkStatus.STATE_IDLE, process=node)
+        watcher.spin_until(lambda: audio.get_subscription_count() > 0, 30, "the node's audio subscription", node)
+
+        rejected = {
+            "unknown sample format": _chunk(b"\0" * 64, sample_format="U8"),
+            "odd byte count": _chunk(b"\0" * 63),
+            "sample rate 0": _chunk(b"\0" * 64, sample_rate=0),
+            "channels 0": _chunk(b"\0" * 64, channels=0),
+            "empty chunk": _chunk(b""),
+        }
+        for chunk in rejected.values():
+            audio.publish(chunk)
+        bad_step = bgr_to_image(face)
+        bad_step.step -= 3  # a row shorter than width x 3 bytes
+        bad_encoding = bgr_to_image(face)
+        bad_encoding.encoding = "yuv422"
+        bad_size = bgr_to_image(face)
+        bad_size.height += 1  # data shorter than step x height
+        watcher.spin_until(lambda: watcher.status.inputs_rejected >= len(rejected), 30,
+                           f"{len(rejected)} rejected audio chunks in talk_status", node)
+        for count, image in enumerate((bad_step, bad_encoding, bad_size), start=len(rejected) + 1):
+            images.publish(image)  # latched (depth 1): one at a time, or a newer one replaces it unsent
+            watcher.spin_until(lambda: watcher.status.inputs_rejected >= count, 30,
+                               f"{count} rejected inputs in talk_status", node)
+        assert watcher.status.inputs_rejected == count
+        assert watcher.status.state == TalkStatus.STATE_IDLE, "a rejected image must keep the face"
+
+        # NaN floats are replaced by silence and reported; a 10 MB chunk keeps only the newest 2 s.
+        nan_chunk = np.full(1600, np.nan, "<f4")
+        audio.publish(_chunk(nan_chunk.tobytes(), sample_format="F32LE"))
+        huge = np.zeros(5 * 1024 * 1024, "<i2")  # 10 MB, 328 s at 16 kHz
+        audio.publish(_chunk(huge.tobytes()))
+        watcher.spin_until(lambda: watcher.status.audio_samples_dropped >= huge.size - 2 * 16000, 30,
+                           "the oversized chunk's dropped samples in talk_status", node)
+        watcher.spin_until(lambda: watcher.status.state == TalkStatus.STATE_IDLE, 30, "idle after the gap", node)
+
+        # Still answering: real speech afterwards becomes frames.
+        before = len(watcher.frames)
+        start_ns = watcher.node.get_clock().now().nanoseconds + 10**9
+        for offset in range(0, speech.size, 320):
+            audio.publish(_chunk(speech[offset:offset + 320].tobytes(), stamp_ns=start_ns + offset * 62500))
+        watcher.spin_until(lambda: len(watcher.frames) - before >= 25, 30, "frames from speech after bad input", node)
+        status = watcher.status
+        assert status.audio_samples_received == status.audio_samples_consumed + status.audio_samples_dropped \
+            + status.audio_samples_buffered
+    log = node.output()
+    for needle in ("unknown sample format", "not a whole number", "sample rate 0", "channel count",
+                   "empty audio chunk", "image step", "unsupported image encoding", "image data has"):
+        assert needle in log, f"{needle!r} not logged:\n{log[-3000:]}"
+    assert node.popen.returncode == 0, "Ctrl-C must end the node cleanly"
