@@ -56,3 +56,22 @@ def shared_speech_dir():
     if not path.is_dir():
         pytest.skip(f"development data not present at {path} (only developers' and CI machines have it)")
     return path
+
+
+@pytest.fixture(scope="session")
+def student_checkpoint(tmp_path_factory):
+    """The paper's student with seeded random weights: real size, real code paths, no training needed."""
+    import torch
+
+    from lightlip_ros.models import save_generator, student
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("models") / "student.pt"
+    save_generator(student(), path, note="random weights for tests")
+    return path
+
+
+@pytest.fixture
+def node_env(ros_env, tmp_path_factory):
+    # ONNX exports of the test checkpoint are cached per test session, not in the user's home.
+    return dict(ros_env, XDG_CACHE_HOME=str(tmp_path_factory.getbasetemp() / "cache"))

@@ -1,33 +1,15 @@
 """The talking-face node as a real process over real DDS: streaming, remaps, params files, bad input."""
-import math
 import sys
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import ASSETS
 from lightlip_msgs.msg import AudioChunk, TalkStatus
-from lightlip_ros.models import save_generator, student
 from node_helpers import LATCHED, Watcher, start_node
 from ros_helpers import Process
 
 pytestmark = pytest.mark.ros
-
-
-@pytest.fixture(scope="session")
-def student_checkpoint(tmp_path_factory):
-    """The paper's student with seeded random weights: real size, real code paths, no training needed."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("models") / "student.pt"
-    save_generator(student(), path, note="random weights for tests")
-    return path
-
-
-@pytest.fixture
-def node_env(ros_env, tmp_path_factory):
-    # ONNX exports of the test checkpoint are cached per test session, not in the user's home.
-    return dict(ros_env, XDG_CACHE_HOME=str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 def test_streams_real_speech_into_frames_at_40ms_spacing(ros_context, node_env, student_checkpoint, tmp_path):
