@@ -14,8 +14,8 @@ stamped start + k * 40 ms, the start being the stamp of the utterance's first sa
 trained with each frame's window starting one frame before the frame). An utterance of n samples has
 ceil(n / 640) frames; the last windows read silence after the end. Offline, the same frames come from
 melspectrogram(concat(zeros(640), audio, silence)) and windows 0 .. ceil(n / 640) - 1
-(`offline_mel_windows`). Frame k is rendered as soon as its columns are final: about 172 ms of audio
-after its stamp (200 ms window - 40 ms shift + 12.5 ms STFT half window).
+(`offline_mel_windows`). Frame k is rendered as soon as its columns are final: 162.5-172.5 ms of audio
+after its stamp (200 ms window - 40 ms shift + 12.5 ms STFT half window, `frame_lookahead_s`).
 
 All times (stamps, arrival and now) are seconds on one clock, the `clock` given to the core
 (time.monotonic by default; a ROS node passes its clock's seconds).
@@ -153,10 +153,16 @@ def _percentiles(values, quantiles=(50, 95)) -> List[float]:
     return [float(v) for v in np.percentile(np.asarray(values, np.float64), quantiles)]
 
 
-def _window_end_sample(index: int) -> int:
+def window_end_sample(index: int) -> int:
     """Samples of the padded utterance (silence prefix included) after which frame index's window is final:
     its last column c needs samples up to 200 c + 400."""
     return HOP * (mel_window_start(index) + MEL_STEP_SIZE - 1) + HALF_WINDOW
+
+
+def frame_lookahead_s(index: int) -> float:
+    """How long after its own stamp frame `index` can be rendered: the speech its window still needs
+    (162.5-172.5 ms, as window starts are rounded down to whole mel columns)."""
+    return (window_end_sample(index) - SAMPLES_PER_FRAME) / SAMPLE_RATE - index * FRAME_PERIOD_S
 
 
 class _Utterance:
@@ -216,7 +222,7 @@ class _Utterance:
         self._speech(tail, arrival_s)
         self.frame_count = math.ceil(self.samples / SAMPLES_PER_FRAME)
         if self.frame_count > self.next_frame:
-            silence = _window_end_sample(self.frame_count - 1) - self.padded_samples
+            silence = window_end_sample(self.frame_count - 1) - self.padded_samples
             if silence > 0:
                 self.pending.append(np.zeros(silence, np.float32))
                 self.padded_samples += silence
@@ -233,7 +239,7 @@ class _Utterance:
                 self._flush_pending()  # nothing renders (no face yet): keep memory to mel columns
 
     def ready(self, index: int) -> bool:
-        return self.padded_samples >= _window_end_sample(index)
+        return self.padded_samples >= window_end_sample(index)
 
     def _flush_pending(self):
         started = time.perf_counter()
@@ -254,7 +260,7 @@ class _Utterance:
 
     def completion_arrival(self, index: int) -> float:
         """Arrival time of the chunk after which frame `index`'s window was final."""
-        self._forget_completions(_window_end_sample(index))
+        self._forget_completions(window_end_sample(index))
         return self.completions[0][1]
 
     def _forget_completions(self, needed: int):
@@ -265,7 +271,7 @@ class _Utterance:
     def advance(self, count: int):
         """Moves the schedule past `count` frames (rendered or dropped) and forgets columns no longer needed."""
         self.next_frame += count
-        self._forget_completions(_window_end_sample(self.next_frame))
+        self._forget_completions(window_end_sample(self.next_frame))
         first_needed = mel_window_start(self.next_frame)
         if first_needed > self.column_base:
             drop = min(first_needed - self.column_base, self.columns.shape[1])

@@ -5,15 +5,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from lightlip_ros.audio import load_audio, mel_windows, melspectrogram, resample
 from lightlip_ros.engines.torch_engine import TorchEngine
 from lightlip_ros.face import FaceConfig
 from lightlip_ros.models import save_generator
 from lightlip_ros.pcm import PcmError, StreamingResampler, decode_pcm
-from lightlip_ros.stream import StreamConfig, TalkingFaceStream, offline_mel_windows
-from test_engines import lively_student
+from lightlip_ros.stream import StreamConfig, TalkingFaceStream, frame_lookahead_s, offline_mel_windows
+from test_engines import lively_student, one_thread  # noqa: F401 (one_thread: autouse fixture)
 
 ASSETS = Path(__file__).resolve().parents[1] / "lightlip_ros" / "assets"
 SR = 16000
@@ -28,14 +27,6 @@ class FakeClock:
 
     def __call__(self):
         return self.now
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +147,7 @@ def test_frame_is_rendered_as_soon_as_its_window_is_complete(engine, face_image,
         # speech samples up to 200 c + 400 - 640: about 172 ms after the frame's own time.
         needed = 200 * (int(80 * k / 25) + 15) + 400 - 640
         assert first_seen[k] == 160 * math.ceil(needed / 160), k
+        assert frame_lookahead_s(k) == pytest.approx(needed / SR - 0.04 * k)
     assert first_seen[0] == 2880  # frame 0 (stamp T0) appears once 180 ms of audio arrived
 
 
