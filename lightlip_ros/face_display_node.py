@@ -1,0 +1,230 @@
+"""face_display_node: a web display that shows `face_frames` and plays `audio_out` in sync.
+
+It serves a page (http://127.0.0.1:8765/ by default) that receives the frames as JPEG and the audio as
+PCM over a WebSocket and presents both at (stamp + presentation delay) on the browser's own clocks:
+the frame stamp is the audio time it shows and the audio stamp the time of its first sample, so the
+lips meet the voice whatever the talking-face node's latency. The page shows the talking-face node's
+status (talk_status) and the audio-to-picture offset it measures, and exposes its measurements as
+window.lightlipStats.
+
+rclpy spins in the main thread; the aiohttp server runs its asyncio loop in a thread of its own
+(lightlip_ros.display.DisplayServer), fed through bounded per-browser queues.
+
+    face_display_node --ros-args -r __ns:=/robot -p port:=8080 -p presentation_delay_ms:=350
+"""
+import sys
+
+import cv2
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.impl.implementation_singleton import rclpy_implementation
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos_overriding_options import QoSOverridingOptions
+
+from lightlip_msgs.msg import AudioChunk, TalkStatus
+from lightlip_ros.display import DisplayServer, ServerStartError
+from lightlip_ros.image_msgs import ImageFormatError, image_to_bgr
+from sensor_msgs.msg import Image
+
+NODE_NAME = "face_display"
+DEFAULT_PORT = 8765
+
+# Frames: best effort subscriber, which matches reliable and best-effort publishers alike; a late frame
+# is useless anyway. Audio: reliable, since a lost chunk is an audible gap; deep enough for seconds of
+# 40 ms chunks. Status: reliable, a few messages a second at most.
+AUDIO_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+STATUS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+# Browsers' Web Audio API plays sample rates from 3 kHz to 768 kHz (AudioContext.createBuffer).
+BROWSER_SAMPLE_RATES = (3000, 768000)
+_SAMPLE_DTYPES = {AudioChunk.FORMAT_S16LE: np.dtype("<i2"), AudioChunk.FORMAT_F32LE: np.dtype("<f4")}
+# Stamps further than this from the node's clock cannot be presented at stamp + delay: warn about it.
+STAMP_SKEW_WARNING_S = 5.0
+WARNING_PERIOD_S = 10.0
+RCLError = rclpy_implementation.RCLError
+
+
+class AudioFormatError(ValueError):
+    """An AudioChunk whose fields disagree or whose format cannot be played (one readable line)."""
+
+
+def audio_chunk_to_mono_s16(msg: AudioChunk) -> np.ndarray:
+    """The chunk's samples as mono int16 (channels averaged; F32LE scaled from [-1, 1])."""
+    dtype = _SAMPLE_DTYPES.get(msg.sample_format)
+    if dtype is None:
+        raise AudioFormatError(f"unsupported sample_format {msg.sample_format!r} "
+                               f"(supported: {', '.join(_SAMPLE_DTYPES)})")
+    low, high = BROWSER_SAMPLE_RATES
+    if not low <= msg.sample_rate <= high:
+        raise AudioFormatError(f"sample_rate {msg.sample_rate} outside what browsers play ({low}-{high} Hz)")
+    if msg.channels == 0:
+        raise AudioFormatError("channels is 0")
+    frame_bytes = dtype.itemsize * msg.channels
+    if len(msg.data) % frame_bytes:
+        raise AudioFormatError(f"{len(msg.data)} data bytes are not a multiple of channels x "
+                               f"bytes per sample = {frame_bytes} for {msg.sample_format}")
+    samples = np.frombuffer(bytes(msg.data), dtype=dtype).reshape(-1, msg.channels)
+    if dtype.kind == "f":
+        mono = np.clip(samples.mean(axis=1), -1.0, 1.0) * 32767.0
+        return np.round(mono).astype(np.int16)
+    if msg.channels == 1:
+        return samples[:, 0].astype(np.int16)
+    return np.round(samples.mean(axis=1, dtype=np.float64)).astype(np.int16)
+
+
+def stamp_seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class FaceDisplayNode(Node):
+    """Subscribes to face_frames, audio_out and talk_status and streams them to the web display."""
+
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        self._declare_parameters()
+        self._jpeg_quality = self.get_parameter("jpeg_quality").value
+        play_audio = self.get_parameter("play_audio").value
+        self._server = DisplayServer(
+            self.get_parameter("address").value, self.get_parameter("port").value,
+            clock=lambda: self.get_clock().now().nanoseconds * 1e-9,
+            logger=self.get_logger(),
+            max_queued_frames=self.get_parameter("max_queued_frames").value,
+            config={"presentation_delay_ms": self.get_parameter("presentation_delay_ms").value,
+                    "auto_delay": self.get_parameter("auto_delay").value,
+                    "auto_delay_margin_ms": self.get_parameter("auto_delay_margin_ms").value,
+                    "play_audio": play_audio})
+        self.add_post_set_parameters_callback(self._on_parameters_set)
+
+        overrides = QoSOverridingOptions.with_default_policies()
+        frames = self.create_subscription(Image, "face_frames", self._on_frame, qos_profile_sensor_data,
+                                          qos_overriding_options=overrides)
+        topics = [f"frames {frames.topic_name}"]
+        if play_audio:
+            audio = self.create_subscription(AudioChunk, "audio_out", self._on_audio, AUDIO_QOS,
+                                             qos_overriding_options=overrides)
+            topics.append(f"audio {audio.topic_name}")
+        status = self.create_subscription(TalkStatus, "talk_status", self._on_talk_status, STATUS_QOS)
+        topics.append(f"status {status.topic_name}")
+
+        self._server.start()
+        self.get_logger().info(f"face display at {self._server.url} ({', '.join(topics)})")
+
+    def _declare_parameters(self):
+        self.declare_parameter("address", "127.0.0.1", ParameterDescriptor(
+            description="Interface the web server listens on: 127.0.0.1 for a browser on this machine, "
+                        "0.0.0.0 (or ::) to serve other machines, e.g. a kiosk screen",
+            read_only=True))
+        self.declare_parameter("port", DEFAULT_PORT, ParameterDescriptor(
+            description="TCP port of the web server; 0 picks a free port (logged at start)",
+            read_only=True, integer_range=[IntegerRange(from_value=0, to_value=65535, step=1)]))
+        self.declare_parameter("presentation_delay_ms", 400, ParameterDescriptor(
+            description="Frames and audio are presented at their stamp plus this delay; it must exceed "
+                        "the time from a stamp to the arrival of its frame (the talking-face node's "
+                        "200 ms audio look-ahead, input chunking and latency) plus the browser's sound "
+                        "output latency",
+            integer_range=[IntegerRange(from_value=0, to_value=5000, step=1)]))
+        self.declare_parameter("auto_delay", False, ParameterDescriptor(
+            description="Let each page raise the delay to the largest stamp-to-arrival lag it measured "
+                        "over the last seconds plus its sound output latency and auto_delay_margin_ms "
+                        "(never below presentation_delay_ms); decreases wait for a pause in the speech"))
+        self.declare_parameter("auto_delay_margin_ms", 40, ParameterDescriptor(
+            description="Headroom added to the measured lag when auto_delay is on",
+            integer_range=[IntegerRange(from_value=0, to_value=1000, step=1)]))
+        self.declare_parameter("play_audio", True, ParameterDescriptor(
+            description="Subscribe to audio_out and play it in the page; false when the robot's own "
+                        "speaker plays the speech (delayed by the presentation delay)",
+            read_only=True))
+        self.declare_parameter("jpeg_quality", 85, ParameterDescriptor(
+            description="JPEG quality of the frames sent to browsers",
+            integer_range=[IntegerRange(from_value=1, to_value=100, step=1)]))
+        self.declare_parameter("max_queued_frames", 12, ParameterDescriptor(
+            description="Frames waiting for a slow browser; beyond this its oldest frames are dropped",
+            read_only=True, integer_range=[IntegerRange(from_value=1, to_value=250, step=1)]))
+
+    def _on_parameters_set(self, parameters):
+        page_settings = {}
+        for parameter in parameters:
+            if parameter.name == "jpeg_quality":
+                self._jpeg_quality = parameter.value
+            elif parameter.name in ("presentation_delay_ms", "auto_delay", "auto_delay_margin_ms"):
+                page_settings[parameter.name] = parameter.value
+        if page_settings:
+            self._server.set_config(**page_settings)
+
+    def _on_frame(self, msg):
+        if not self._server.browser_count:
+            return  # nobody is watching: save the JPEG encoding
+        try:
+            bgr = image_to_bgr(msg)
+        except ImageFormatError as error:
+            self.get_logger().warning(f"ignored a face_frames image: {error}",
+                                      throttle_duration_sec=WARNING_PERIOD_S)
+            return
+        stamp = stamp_seconds(msg.header.stamp)
+        self._check_stamp("face_frames", stamp)
+        ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self._jpeg_quality])
+        if ok:
+            self._server.publish_frame(stamp, jpeg.tobytes())
+
+    def _on_audio(self, msg):
+        if not self._server.browser_count:
+            return
+        try:
+            samples = audio_chunk_to_mono_s16(msg)
+        except AudioFormatError as error:
+            self.get_logger().warning(f"ignored an audio_out chunk: {error}",
+                                      throttle_duration_sec=WARNING_PERIOD_S)
+            return
+        stamp = stamp_seconds(msg.header.stamp)
+        self._check_stamp("audio_out", stamp)
+        self._server.publish_audio(stamp, msg.sample_rate, samples.astype("<i2").tobytes())
+
+    def _on_talk_status(self, msg):
+        self._server.publish_talk_status({
+            "state": msg.state_name, "engine": msg.engine, "precision": msg.precision,
+            "fps": float(msg.fps), "latency_ms_p50": float(msg.latency_ms_p50),
+            "latency_ms_p95": float(msg.latency_ms_p95), "frames_published": int(msg.frames_published),
+            "frames_dropped": int(msg.frames_dropped), "last_error": msg.last_error})
+
+    def _check_stamp(self, topic, stamp):
+        skew = self.get_clock().now().nanoseconds * 1e-9 - stamp
+        if abs(skew) > STAMP_SKEW_WARNING_S:
+            self.get_logger().warning(
+                f"{topic} stamps are {skew:+.1f} s off this node's clock: the display presents at "
+                f"stamp + delay, so stamps must be audio times on this clock (see docs/display.md)",
+                throttle_duration_sec=WARNING_PERIOD_S)
+
+    def close(self):
+        """Closes every page's connection and stops the web server."""
+        self._server.stop()
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = FaceDisplayNode()
+        rclpy.spin(node)
+    except (ServerStartError, ParameterException) as error:
+        rclpy.logging.get_logger(NODE_NAME).error(str(error))
+        return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except RCLError:
+        # Ctrl-C may shut the context down while the executor builds its wait set (an rclpy race).
+        if rclpy.ok():
+            raise
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

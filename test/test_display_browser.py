@@ -1,0 +1,200 @@
+"""The web display in a real headless chromium: it connects, renders frames, reports the talking-face
+node's status, and plays the audio in sync with the picture (measured by the page from stamps and its
+own clocks).
+
+DisplaySession is written to be reused with any source of face_frames / audio_out / talk_status:
+the test peer here, or the real talking-face node in an end-to-end test.
+"""
+import base64
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT
+from ros_helpers import Process
+
+pytestmark = pytest.mark.ros
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+PEERS = Path(__file__).resolve().parent / "peers"
+PEER = PEERS / "publish_face_stream.py"
+# Lets a publisher's shared memory carry full-size frames (see the file).
+LARGE_FRAMES_PROFILE = PEERS / "fastdds_large_frames.xml"
+SCREENSHOT_FOR_DOCS = REPO_ROOT / "docs" / "display-screenshot.png"
+SYNC_TOLERANCE_MS = 40.0
+
+# The page's counters without its per-frame and per-chunk lists (cheap to poll over WebDriver).
+COUNTERS_JS = "const {frames, audio, ...counters} = window.lightlipStats; return counters;"
+
+
+def sync_offsets(stats):
+    """Audio-to-picture offsets (ms) of the frames the page showed while their audio played."""
+    return np.array([frame["offsetMs"] for frame in stats["frames"] if frame["offsetMs"] is not None])
+
+
+class DisplaySession:
+    """face_display_node (from this working tree) and a headless chromium showing its page.
+
+    Start the publishers of face_frames, audio_out and talk_status with the same ROS env and
+    namespace, wait on the page's counters with wait_until(), then read stats().
+    """
+
+    def __init__(self, ros_env, tmp_path, namespace="", parameters=(), window_size=(720, 640)):
+        if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+            pytest.skip(f"the browser test drives the system chromium: {CHROMIUM} and {CHROMEDRIVER} "
+                        "are not installed (Debian: apt-get install chromium chromium-driver)")
+        self.tmp_path = Path(tmp_path)
+        self.env = dict(ros_env, PYTHONPATH=os.pathsep.join(
+            [str(REPO_ROOT)] + [p for p in [ros_env.get("PYTHONPATH")] if p]))
+        self.ros_args = ["-r", f"__ns:=/{namespace}"] if namespace else []
+        self.parameters = ["-p", "port:=0"] + [arg for value in parameters for arg in ("-p", value)]
+        self.window_size = window_size
+        self.node = None
+        self.driver = None
+        self.url = None
+        self.exit_code = None
+
+    def __enter__(self):
+        argv = [sys.executable, "-m", "lightlip_ros.face_display_node", "--ros-args",
+                *self.ros_args, *self.parameters]
+        self.node = Process(argv, self.env, self.tmp_path / "face_display.log")
+        try:
+            self.url = self._wait_for_url(timeout_s=30)
+            self.driver = start_chromium(self.window_size)
+            self.driver.get(self.url)
+            self.wait_until(lambda c: c["connected"] and c["clockSynced"] and c["audioState"] == "running",
+                            20, "the page to connect, map the clocks and start its AudioContext")
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        if self.driver is not None:
+            self.driver.quit()
+            self.driver = None
+        if self.node is not None and self.exit_code is None:
+            self.exit_code = self.node.stop()
+
+    def _wait_for_url(self, timeout_s):
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = re.search(r"face display at (http://\S+/)", self.node.output())
+            if found:
+                return found.group(1)
+            if self.node.popen.poll() is not None:
+                raise AssertionError(f"face_display_node exited:\n{self.node.output()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"face_display_node logged no address in {timeout_s} s:\n"
+                                     f"{self.node.output()}")
+            time.sleep(0.05)
+
+    def counters(self):
+        return self.driver.execute_script(COUNTERS_JS)
+
+    def stats(self):
+        return self.driver.execute_script("return window.lightlipStats")
+
+    def wait_until(self, predicate, timeout_s, what):
+        """Polls the page's counters until predicate(counters) is true; fails after timeout_s."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            counters = self.counters()
+            if predicate(counters):
+                return counters
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; page: {counters}\n"
+                                     f"display log:\n{self.node.output()}")
+            time.sleep(0.1)
+
+    def status_line(self):
+        return self.driver.find_element("id", "status").text
+
+    def canvas_bgr(self):
+        """What the page's canvas holds, as a BGR array."""
+        data_url = self.driver.execute_script("return document.getElementById('face').toDataURL('image/png')")
+        png = base64.b64decode(data_url.split(",", 1)[1])
+        return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+
+    def screenshot(self, path):
+        self.driver.save_screenshot(str(path))
+
+
+def start_chromium(window_size):
+    """Headless system chromium through the system chromedriver (nothing downloaded)."""
+    os.environ.setdefault("SE_OFFLINE", "true")  # selenium-manager must not look for drivers online
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--autoplay-policy=no-user-gesture-required",
+                     f"--window-size={window_size[0]},{window_size[1]}"):
+        options.add_argument(argument)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def test_page_shows_the_stream_and_keeps_audio_and_picture_in_sync(ros_env, tmp_path):
+    seconds, fps, lag_ms = 10, 25, 250
+    expected = seconds * fps
+    with DisplaySession(ros_env, tmp_path, namespace="robot") as display:
+        peer_argv = [sys.executable, str(PEER), "--seconds", str(seconds), "--fps", str(fps),
+                     "--lag-ms", str(lag_ms), "--jitter-ms", "30", "--ros-args", "-r", "__ns:=/robot"]
+        peer_env = dict(display.env, FASTDDS_DEFAULT_PROFILES_FILE=str(LARGE_FRAMES_PROFILE))
+        with Process(peer_argv, peer_env, tmp_path / "peer.log") as peer:
+            display.wait_until(lambda c: c["framesRendered"] >= expected // 2, seconds + 30,
+                               "half of the stream to be shown")
+            display.screenshot(tmp_path / "display.png")  # mid-speech, for people to look at
+            counters = display.wait_until(
+                lambda c: c["framesReceived"] >= expected and c["audioChunksReceived"] >= expected
+                and c["framesRendered"] + c["framesSkipped"] >= c["framesDecoded"] and "done" in peer.output(),
+                seconds + 30, f"{expected} frames and audio chunks to arrive and be shown")
+            stats = display.stats()
+            status_line = display.status_line()
+            canvas = display.canvas_bgr()
+            if os.environ.get("LIGHTLIP_SAVE_SCREENSHOT") == "1":
+                shutil.copyfile(tmp_path / "display.png", SCREENSHOT_FOR_DOCS)
+    assert display.exit_code == 0, display.node.output()
+    assert "Traceback" not in display.node.output()
+
+    # Everything arrived, every chunk was played from its scheduled time as one continuous stream.
+    assert counters["framesReceived"] == expected and counters["framesLost"] == 0
+    assert counters["audioChunksScheduled"] == expected
+    assert counters["audioChunksLate"] == 0 and counters["audioLateMs"] == 0
+    assert counters["audioRestarts"] == 1, "the continuous stream was rescheduled"
+    assert counters["framesRendered"] >= 0.95 * expected
+    assert counters["framesLate"] == 0
+
+    # The page put each frame on screen at its stamp + delay (on its own clock), within a vsync.
+    frames = stats["frames"]
+    schedule_error = np.array([frame["presentedMs"] - frame["dueMs"] for frame in frames])
+    assert np.percentile(np.abs(schedule_error), 95) <= counters["rafIntervalMs"] + 5, schedule_error
+
+    # Done when: the audio-to-picture offset stays within +-40 ms for 95 % of the frames.
+    offsets = sync_offsets(stats)
+    assert len(offsets) >= 0.95 * counters["framesRendered"]
+    within = np.mean(np.abs(offsets) <= SYNC_TOLERANCE_MS)
+    print(f"\naudio-to-picture offset over {len(offsets)} frames: p5 {np.percentile(offsets, 5):+.1f} ms, "
+          f"median {np.median(offsets):+.1f} ms, p95 {np.percentile(offsets, 95):+.1f} ms, "
+          f"min {offsets.min():+.1f}, max {offsets.max():+.1f}; {100 * within:.1f} % within "
+          f"+-{SYNC_TOLERANCE_MS:.0f} ms; vsync {counters['rafIntervalMs']:.1f} ms; "
+          f"lag max {counters['lagMsMax']:.0f} ms; clock rtt {counters['clockRttMs']:.1f} ms")
+    assert within >= 0.95
+
+    # The status line reports the node's status and the measured sync; the canvas shows the frame
+    # the page says it showed last.
+    assert "test-peer fp32" in status_line and "node 25.0 fps" in status_line, status_line
+    assert "latency p50" in status_line and "A/V offset" in status_line, status_line
+    from peers.publish_face_stream import read_code, stamp_code
+    last_stamp_ns = round(frames[-1]["stamp"] * 1000) * 1_000_000
+    assert read_code(canvas) == stamp_code(last_stamp_ns)
+    assert cv2.imread(str(tmp_path / "display.png")) is not None
