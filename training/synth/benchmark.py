@@ -7,7 +7,6 @@ unseen faces and unseen sentences. It does not measure realism of teeth, tongue 
 speech: for those, use recordings (``lightlip-data preprocess``).
 """
 import json
-import multiprocessing.util
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from ..layout import (AUDIO_NAME, SPLITS, TRUTH_NAME, DataError, atomic_write_js
                       write_filelist)
 from .render import MouthGeometry, MouthRenderer, find_portrait_face
 from .sentences import make_sentences
-from .speech import ACCENTS, VARIANTS, Speaker, pad_utterance
+from .speech import ACCENTS, VARIANTS, pad_utterance, synthesize
 from .visemes import SHAPE_NAMES, frame_track
 
 FORMAT_VERSION = 1
@@ -236,23 +235,6 @@ def _as_box(values):
     return Box(*(int(v) for v in values))
 
 
-_worker_speaker = None
-
-
-def _speaker():
-    global _worker_speaker
-    if _worker_speaker is None:
-        _worker_speaker = Speaker()
-    return _worker_speaker
-
-
-def _close_speaker():
-    global _worker_speaker
-    if _worker_speaker is not None:
-        _worker_speaker.close()
-        _worker_speaker = None
-
-
 def clip_is_complete(clip_dir):
     truth = Path(clip_dir) / TRUTH_NAME
     if not truth.is_file():
@@ -272,7 +254,7 @@ def render_clip(root, plan, identity, config):
     rng = np.random.default_rng(plan.seed)
     rate = int(np.clip(identity.rate + rng.integers(-10, 11), 80, 450))
     pitch = int(np.clip(identity.pitch + rng.integers(-5, 6), 0, 100))
-    speech, phonemes = _speaker().synthesize(plan.sentence, identity.voice, rate, pitch)
+    speech, phonemes = synthesize(plan.sentence, identity.voice, rate, pitch)
     wav, phonemes = pad_utterance(speech, phonemes, rng.uniform(0.1, 0.4), rng.uniform(0.1, 0.4),
                                   config.noise_std, rng)
     soundfile.write(str(clip_dir / AUDIO_NAME), wav, SAMPLE_RATE, subtype="PCM_16")
@@ -314,8 +296,6 @@ def _render_job(job):
 
 def _init_worker():
     cv2.setNumThreads(1)
-    # Pool workers end through multiprocessing's finalizers, not atexit.
-    multiprocessing.util.Finalize(None, _close_speaker, exitpriority=10)
 
 
 def generate_benchmark(root, config, workers=1, log=print, progress=True):
@@ -340,14 +320,11 @@ def generate_benchmark(root, config, workers=1, log=print, progress=True):
     jobs = [(str(root), plan, identities[plan.identity], config) for plan in todo]
     failures = {}
     frames = 0
-    try:
-        for clip, n, error in run_jobs(_render_job, jobs, workers, desc="synth", unit="clip", progress=progress,
-                                       initializer=_init_worker):
-            frames += n
-            if error:
-                failures[clip] = error
-    finally:
-        _close_speaker()
+    for clip, n, error in run_jobs(_render_job, jobs, workers, desc="synth", unit="clip", progress=progress,
+                                   initializer=_init_worker):
+        frames += n
+        if error:
+            failures[clip] = error
     for split in SPLITS:
         write_filelist(root, split, [c.clip for c in clips if c.split == split and c.clip not in failures])
     for clip, error in failures.items():

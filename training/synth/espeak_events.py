@@ -1,10 +1,13 @@
 """Helper program: synthesise speech with libespeak-ng and report its phoneme events.
 
 espeak-ng is GPL-3, so LightLip never loads it into its own processes: this module runs only as a separate
-program (``python -m training.synth.espeak_events``), driven over a pipe by ``training.synth.speech``. Each
-request is one JSON line on stdin ``{"text", "voice", "rate", "pitch"}``; the helper answers one JSON line
-``{"sample_rate", "n_samples", "phonemes": [[name, start_sample], ...]}`` followed by the waveform as
-n_samples little-endian int16 values, or ``{"error": "..."}`` alone.
+program, run by file path with no LightLip imports, one process per utterance, by ``training.synth.speech``.
+The request is one JSON line on stdin ``{"text", "voice", "rate", "pitch"}``; the helper answers one JSON
+line ``{"sample_rate", "n_samples", "phonemes": [[name, start_sample], ...]}`` followed by the waveform as
+n_samples native-endian int16 values, or ``{"error": "..."}`` alone.
+
+One process per utterance because libespeak-ng keeps synthesis state between utterances in a process: the
+same request twice gives slightly different samples. A fresh process makes every clip reproducible.
 
 The phoneme events come from the same synthesis run as the audio (espeak-ng reports the sample at which each
 phoneme starts), so the timings are exact for the waveform written, with no alignment step.
@@ -13,8 +16,6 @@ import ctypes
 import ctypes.util
 import json
 import sys
-
-import numpy as np
 
 # speak_lib.h constants.
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -66,7 +67,7 @@ class _Synthesizer:
 
     def _on_synth(self, wav, n_samples, events):
         if n_samples > 0:
-            self._chunks.append(np.ctypeslib.as_array(wav, shape=(n_samples,)).copy())
+            self._chunks.append(ctypes.string_at(wav, 2 * n_samples))
         i = 0
         while events[i].type != _EVENT_LIST_TERMINATED:
             event = events[i]
@@ -87,26 +88,20 @@ class _Synthesizer:
         if status != 0:
             raise RuntimeError(f"espeak_Synth failed with status {status}")
         self.lib.espeak_Synchronize()
-        wav = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
-        return wav, self._phonemes
+        return b"".join(self._chunks), self._phonemes
 
 
 def main():
-    synthesizer = _Synthesizer()
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        try:
-            request = json.loads(line)
-            wav, phonemes = synthesizer.synthesize(request["text"], request["voice"], request["rate"],
+    try:
+        request = json.loads(sys.stdin.readline())
+        synthesizer = _Synthesizer()
+        payload, phonemes = synthesizer.synthesize(request["text"], request["voice"], request["rate"],
                                                    request["pitch"])
-            reply = {"sample_rate": synthesizer.sample_rate, "n_samples": int(len(wav)),
-                     "phonemes": phonemes}
-            payload = wav.astype("<i2").tobytes()
-        except (KeyError, ValueError, RuntimeError) as error:
-            reply, payload = {"error": str(error)}, b""
-        sys.stdout.buffer.write(json.dumps(reply).encode() + b"\n" + payload)
-        sys.stdout.buffer.flush()
+        reply = {"sample_rate": synthesizer.sample_rate, "n_samples": len(payload) // 2, "phonemes": phonemes}
+    except (KeyError, ValueError, RuntimeError, OSError) as error:
+        reply, payload = {"error": str(error)}, b""
+    sys.stdout.buffer.write(json.dumps(reply).encode() + b"\n" + payload)
+    sys.stdout.buffer.flush()
 
 
 if __name__ == "__main__":

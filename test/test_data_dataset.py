@@ -1,0 +1,179 @@
+"""The Wav2Lip-layout reader: shapes, masking, reference and off-sync sampling, mel alignment, seeding."""
+import os
+import time
+
+import cv2
+import numpy as np
+import pytest
+import soundfile
+import torch
+from torch.utils.data import DataLoader
+
+from lightlip_ros.audio import SAMPLE_RATE, melspectrogram
+from training.dataset import (SyncPairDataset, Wav2LipDataset, clip_mel, training_mel_start, valid_starts)
+from training.layout import DataError, write_filelist
+
+N_FRAMES = 60
+BURST_FRAME = 30  # a 1 kHz tone starts exactly at the timestamp of this frame (1.2 s)
+
+
+def _frame_image(index):
+    """A 96x96 frame that encodes its index in every pixel (decodable after JPEG)."""
+    return np.full((96, 96, 3), 40 + 3 * index, np.uint8)
+
+
+def _decode(window):
+    """Frame indices of a (3, T, H, W) tensor of frames made by _frame_image."""
+    return [int(round((float(m) * 255 - 40) / 3)) for m in window.float().mean(dim=(0, 2, 3))]
+
+
+def _make_clip(clip_dir, n_frames=N_FRAMES, burst_frame=BURST_FRAME, seconds=None):
+    clip_dir.mkdir(parents=True)
+    for i in range(n_frames):
+        cv2.imwrite(str(clip_dir / f"{i}.jpg"), _frame_image(i), [cv2.IMWRITE_JPEG_QUALITY, 100])
+    seconds = seconds or n_frames / 25
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    rng = np.random.default_rng(0)
+    wav = rng.normal(0, 1e-4, t.shape)
+    onset = burst_frame / 25
+    wav[t >= onset] += 0.5 * np.sin(2 * np.pi * 1000 * t[t >= onset])
+    soundfile.write(str(clip_dir / "audio.wav"), wav.astype(np.float32), SAMPLE_RATE)
+
+
+@pytest.fixture
+def root(tmp_path):
+    for name in ("spk1/a", "spk1/b", "spk2/a"):
+        _make_clip(tmp_path / name)
+    write_filelist(tmp_path, "train", ["spk1/a", "spk1/b", "spk2/a"])
+    return tmp_path
+
+
+def test_generator_sample_shapes_masking_and_reference(root):
+    torch.set_num_threads(1)
+    dataset = Wav2LipDataset(root, "train", seed=1, samples_per_clip=4)
+    assert len(dataset) == 12
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        assert sample["face_input"].shape == (6, 5, 96, 96)
+        assert sample["target"].shape == (3, 5, 96, 96)
+        assert sample["mels"].shape == (5, 1, 80, 16)
+        assert sample["sync_mel"].shape == (1, 80, 16)
+        start = sample["start"]
+        assert start >= 1
+        assert _decode(sample["target"]) == list(range(start, start + 5))
+        masked, reference = sample["face_input"][:3], sample["face_input"][3:]
+        assert torch.all(masked[:, :, 48:] == 0)
+        assert torch.equal(masked[:, :, :48], sample["target"][:, :, :48])
+        reference_frames = _decode(reference)
+        assert reference_frames == list(range(reference_frames[0], reference_frames[0] + 5))
+        assert reference_frames[0] != start  # another time of the same clip
+        assert 0.0 <= float(sample["target"].min()) and float(sample["target"].max()) <= 1.0
+
+
+def test_mel_windows_follow_training_convention(root):
+    dataset = Wav2LipDataset(root, "train", seed=2, samples_per_clip=8)
+    mel = clip_mel(str(root / "spk1/a"))
+    for index in range(8):
+        sample = dataset[index]
+        start = sample["start"]
+        for j in range(5):
+            first = int(80 * (start + j - 1) / 25)
+            assert torch.equal(sample["mels"][j, 0], torch.from_numpy(mel[:, first:first + 16]))
+        sync_first = int(80 * start / 25)
+        assert torch.equal(sample["sync_mel"][0], torch.from_numpy(mel[:, sync_first:sync_first + 16]))
+
+
+def test_mel_window_of_frame_i_starts_at_audio_time_of_frame_i_minus_1(tmp_path):
+    """Physical check with a tone burst at frame 30's timestamp: in frame i's window the burst begins
+    3.2 * (31 - i) columns in, i.e. the window starts at (i - 1) / 25 s."""
+    _make_clip(tmp_path / "c")
+    mel = clip_mel(str(tmp_path / "c"))
+    energy = mel.mean(axis=0)
+    threshold = (energy[:60].mean() + energy[-60:].mean()) / 2
+    for frame in (26, 28, 30, 31, 32):
+        first = training_mel_start(frame)
+        window = energy[first:first + 16]
+        loud = np.flatnonzero(window > threshold)
+        onset = loud[0] if len(loud) else 16
+        if frame <= 31:
+            expected = 80 * (BURST_FRAME - (frame - 1)) / 25
+            assert abs(onset - expected) <= 1.5, (frame, onset, expected)
+        else:
+            assert onset == 0  # the burst is already under way when the window starts
+
+
+def test_sync_pairs_in_and_off_sync(root):
+    dataset = SyncPairDataset(root, "train", seed=3, samples_per_clip=10, off_sync_min_offset=5)
+    labels = []
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        assert sample["faces"].shape == (15, 48, 96)
+        assert sample["mel"].shape == (1, 80, 16)
+        frames = _decode(sample["faces"].reshape(5, 3, 48, 96).transpose(0, 1).reshape(3, 5, 48, 96))
+        assert frames == list(range(sample["frames_start"], sample["frames_start"] + 5))
+        in_sync = float(sample["in_sync"])
+        labels.append(in_sync)
+        if in_sync == 1.0:
+            assert sample["frames_start"] == sample["start"]
+        else:
+            assert abs(sample["frames_start"] - sample["start"]) >= 5
+        mel = clip_mel(str(root / dataset.clips[sample["clip"]]))
+        first = int(80 * sample["start"] / 25)
+        assert torch.equal(sample["mel"][0], torch.from_numpy(mel[:, first:first + 16]))
+    assert 0 < sum(labels) < len(labels)  # both kinds occur
+
+
+def test_deterministic_across_workers_and_epochs(root):
+    dataset = Wav2LipDataset(root, "train", seed=7, samples_per_clip=4)
+    serial = [(int(b["clip"][k]), int(b["start"][k])) for b in DataLoader(dataset, batch_size=3)
+              for k in range(len(b["start"]))]
+    parallel_batches = list(DataLoader(dataset, batch_size=3, num_workers=2))
+    parallel = [(int(b["clip"][k]), int(b["start"][k])) for b in parallel_batches for k in range(len(b["start"]))]
+    assert serial == parallel
+    assert torch.equal(parallel_batches[0]["face_input"], next(iter(DataLoader(dataset, batch_size=3)))["face_input"])
+    dataset.set_epoch(1)
+    other_epoch = [int(dataset[i]["start"]) for i in range(len(dataset))]
+    assert other_epoch != [start for _, start in serial]
+    other_seed = Wav2LipDataset(root, "train", seed=8, samples_per_clip=4)
+    assert [int(other_seed[i]["start"]) for i in range(len(dataset))] != [start for _, start in serial]
+
+
+def test_mel_cache_is_written_and_refreshed(tmp_path):
+    clip = tmp_path / "c"
+    _make_clip(clip)
+    clip_mel.cache_clear()
+    mel = clip_mel(str(clip))
+    cache = clip / "mel.npy"
+    assert cache.is_file()
+    np.testing.assert_array_equal(np.load(cache), mel)
+    wav, rate = soundfile.read(str(clip / "audio.wav"), dtype="float32")
+    np.testing.assert_allclose(mel, melspectrogram(wav), atol=1e-6)
+    # New audio (newer than the cache) gives a new spectrogram.
+    time.sleep(0.01)
+    soundfile.write(str(clip / "audio.wav"), np.zeros_like(wav) + 1e-3, rate)
+    os.utime(clip / "audio.wav", (time.time() + 5, time.time() + 5))
+    clip_mel.cache_clear()
+    assert not np.array_equal(clip_mel(str(clip)), mel)
+
+
+def test_short_clip_is_skipped_with_a_warning(tmp_path):
+    _make_clip(tmp_path / "good")
+    _make_clip(tmp_path / "short", n_frames=4)
+    write_filelist(tmp_path, "train", ["short", "good"])
+    dataset = Wav2LipDataset(tmp_path, "train", seed=0)
+    with pytest.warns(UserWarning, match="short"):
+        sample = dataset[0]
+    assert dataset.clips[sample["clip"]] == "good"
+
+
+def test_valid_starts_keep_every_window_inside_the_audio():
+    starts = valid_starts(100, 320)  # 4 s of frames, 4 s of mel columns
+    assert starts[0] == 1
+    for s in starts:
+        assert int(80 * (s + 3) / 25) + 16 <= 320 and int(80 * s / 25) + 16 <= 320
+    assert valid_starts(100, 200).max() < starts.max()  # shorter audio, fewer windows
+
+
+def test_missing_filelist_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="no such file list"):
+        Wav2LipDataset(tmp_path, "val")
