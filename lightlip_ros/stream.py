@@ -93,6 +93,8 @@ class Frame:
     utterance, index: which utterance and which of its frames (talking frames only).
     latency_s: render completion minus the arrival of the chunk that completed the frame's window.
     prediction: the generator's (3, 96, 96) float32 output in [0, 1] (talking frames only).
+    audio: the 16 kHz mono speech this frame shows, starting at stamp_s (talking frames only; 640 samples,
+        fewer for an utterance's last frame): republished with the frame, a speaker stays in sync.
     """
     stamp_s: float
     image: np.ndarray
@@ -101,6 +103,7 @@ class Frame:
     index: Optional[int] = None
     latency_s: Optional[float] = None
     prediction: Optional[np.ndarray] = None
+    audio: Optional[np.ndarray] = None
 
     @property
     def talking(self) -> bool:
@@ -187,6 +190,9 @@ class _Utterance:
         self.last_arrival = arrival_s
         self.padded_samples = SAMPLES_PER_FRAME  # received so far, silence prefix and tail included
         self.pending: List[np.ndarray] = [np.zeros(SAMPLES_PER_FRAME, np.float32)]  # not yet in the mel
+        # Speech not yet shown by a frame, kept to hand each frame its own audio; starts at speech_start.
+        self.speech: Deque[np.ndarray] = collections.deque()
+        self.speech_start = 0
         # (padded samples after a chunk, that chunk's arrival): tells which chunk completed a frame.
         self.completions: Deque[Tuple[int, float]] = collections.deque()
         self.mel_seconds = 0.0  # mel computation time not yet attributed to a rendered frame
@@ -234,6 +240,7 @@ class _Utterance:
             self.samples += samples.size
             self.padded_samples += samples.size
             self.pending.append(samples)
+            self.speech.append(samples)
             self.completions.append((self.padded_samples, arrival_s))
             if self.padded_samples - self.mel.samples_pushed >= PENDING_LIMIT:
                 self._flush_pending()  # nothing renders (no face yet): keep memory to mel columns
@@ -268,9 +275,29 @@ class _Utterance:
         while len(self.completions) > 1 and self.completions[0][0] < needed:
             self.completions.popleft()
 
+    def frame_audio(self, index: int) -> np.ndarray:
+        """The speech samples frame `index` shows (call before advancing past it)."""
+        self._forget_speech(index * SAMPLES_PER_FRAME)
+        parts, needed = [], self.frame_samples(index)
+        for chunk in self.speech:
+            if needed <= 0:
+                break
+            parts.append(chunk[:needed])
+            needed -= parts[-1].size
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+    def _forget_speech(self, first_kept: int):
+        while self.speech and self.speech_start + self.speech[0].size <= first_kept:
+            self.speech_start += self.speech.popleft().size
+        if self.speech and self.speech_start < first_kept:
+            self.speech[0] = self.speech[0][first_kept - self.speech_start:]
+            self.speech_start = first_kept
+
     def advance(self, count: int):
-        """Moves the schedule past `count` frames (rendered or dropped) and forgets columns no longer needed."""
+        """Moves the schedule past `count` frames (rendered or dropped) and forgets columns and speech no
+        longer needed."""
         self.next_frame += count
+        self._forget_speech(self.next_frame * SAMPLES_PER_FRAME)
         self._forget_completions(window_end_sample(self.next_frame))
         first_needed = mel_window_start(self.next_frame)
         if first_needed > self.column_base:
@@ -574,9 +601,10 @@ class TalkingFaceStream:
             latency = self.clock() - arrival
             self._counts["consumed"] += utterance.frame_samples(index)
             self._counts["talking"] += 1
+            audio = utterance.frame_audio(index)
             utterance.advance(1)
             stamp = utterance.frame_stamp(index)
-            frames.append(Frame(stamp, image, "talking", utterance.number, index, latency, prediction))
+            frames.append(Frame(stamp, image, "talking", utterance.number, index, latency, prediction, audio))
             self._last_stamp = stamp
             self._latencies.append(latency)
             mel = mel_seconds / len(due)

@@ -6,6 +6,7 @@ the threads and publishes frames, status and diagnostics. Topics (relative, rema
   face_frames (sensor_msgs/Image, bgr8), audio_out (lightlip_msgs/AudioChunk), talk_status
   (lightlip_msgs/TalkStatus) and /diagnostics out; service set_face (lightlip_msgs/SetFace).
 """
+import collections
 import hashlib
 import re
 import threading
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -62,8 +64,11 @@ PARAMETERS = {
     "blend_width": (16, _descriptor("Soft paste-back edge in pixels; 0: hard rectangle", integer_range=(0, 128))),
     "idle_rate": (5.0, _descriptor("Frames per second while idle; 0: none", float_range=(0.0, 30.0))),
     "gap_timeout": (0.3, _descriptor("Seconds without audio that end an utterance", float_range=(0.05, 5.0))),
-    "max_buffered_audio": (2.0, _descriptor("Most seconds of audio waiting to be rendered before the oldest "
+    "max_buffered_audio": (10.0, _descriptor("Most seconds of audio waiting to be rendered before the oldest "
                                             "is dropped", float_range=(0.3, 30.0))),
+    "presentation_delay": (0.25, _descriptor(
+        "Seconds after the audio time a frame shows at which the frame and its audio_out chunk are published "
+        "(a steady latency budget); 0: publish as soon as rendered", float_range=(0.0, 5.0))),
     "status_rate": (1.0, _descriptor("TalkStatus and diagnostics rate (Hz)", read_only=True,
                                      float_range=(0.1, 10.0))),
 }
@@ -141,12 +146,14 @@ class TalkingFaceNode(Node):
         self.create_subscription(Image, "face_image", self._on_face_image, qos_profile_sensor_data)
         self.create_service(SetFace, "set_face", self._on_set_face)
         self._frames_pub = self.create_publisher(Image, "face_frames", FRAMES_QOS)
+        self._audio_out_pub = self.create_publisher(AudioChunk, "audio_out", AUDIO_QOS)
         self._status_pub = self.create_publisher(TalkStatus, "talk_status", LATCHED)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.add_on_set_parameters_callback(self._on_parameters)
         self.create_timer(1.0 / param("status_rate"), self._publish_status)
 
         self._published_state = None
+        self._outbox = collections.deque()  # rendered frames waiting for their release time
         self._wake = threading.Event()
         self._running = True
         self._render_thread = threading.Thread(target=self._render_loop, name="render", daemon=True)
@@ -278,10 +285,14 @@ class TalkingFaceNode(Node):
 
     # ----------------------------------------------------------------------------------------- outputs
     def _render_loop(self):
-        """Renders and publishes frames as soon as their audio is complete, off the executor's thread so
-        that audio keeps arriving while the generator runs."""
+        """Renders frames as soon as their audio is complete, off the executor's thread so that audio keeps
+        arriving while the generator runs, and publishes each frame with its audio at stamp +
+        presentation_delay on the node's clock (at once if rendering took longer)."""
         while self._running and rclpy.ok(context=self.context):
-            self._wake.wait(timeout=0.01)
+            wait = 0.01
+            if self._outbox:
+                wait = min(wait, max(0.0, self._outbox[0][0] - self._now_s()))
+            self._wake.wait(timeout=wait)
             self._wake.clear()
             if self.core is None:
                 continue
@@ -297,13 +308,26 @@ class TalkingFaceNode(Node):
                 self._errors.note("render", f"rendering failed: {type(error).__name__}: {error}")
                 time.sleep(0.1)
                 continue
-            for frame in frames:
-                header = Image().header
-                header.stamp, header.frame_id = _stamp(frame.stamp_s), self._frame_id
-                self._frames_pub.publish(bgr_to_image(frame.image, header))
-                self._recent_frames.append(time.monotonic())
+            now = self._now_s()
+            delay = self.get_parameter("presentation_delay").value
+            # Stamps come from the audio publisher's clock: one running ahead of ours must not hold
+            # frames back longer than the delay itself.
+            self._outbox.extend((min(frame.stamp_s, now) + delay, frame) for frame in frames)
+            while self._outbox and self._outbox[0][0] <= now:
+                self._publish_frame(self._outbox.popleft()[1])
             if self.core.state != self._published_state:
                 self._publish_status()
+
+    def _publish_frame(self, frame):
+        header = Image().header
+        header.stamp, header.frame_id = _stamp(frame.stamp_s), self._frame_id
+        if frame.audio is not None and frame.audio.size:
+            chunk = AudioChunk(sample_rate=16000, channels=1, sample_format=AudioChunk.FORMAT_S16LE)
+            chunk.header = header
+            chunk.data = np.clip(np.round(frame.audio * 32768.0), -32768, 32767).astype("<i2").tobytes()
+            self._audio_out_pub.publish(chunk)
+        self._frames_pub.publish(bgr_to_image(frame.image, header))
+        self._recent_frames.append(time.monotonic())
 
     def _state(self):
         if self.core is None:

@@ -5,7 +5,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-from lightlip_msgs.msg import TalkStatus
+from lightlip_msgs.msg import AudioChunk, TalkStatus
 from ros_helpers import Process, console_script
 from sensor_msgs.msg import Image
 
@@ -25,15 +25,20 @@ class Watcher:
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self.frames = []  # (stamp ns, message)
+        self.audio_out = []  # (stamp ns, message)
         self.statuses = []
         join = lambda name: name if name.startswith("/") else (prefix.rstrip("/") + "/" + name if prefix else name)
         self.node.create_subscription(Image, join(frames_topic), self._on_frame, QoSProfile(depth=500))
+        self.node.create_subscription(AudioChunk, join("audio_out"), self._on_audio_out, QoSProfile(depth=500))
         self.node.create_subscription(TalkStatus, join("talk_status"), self.statuses.append,
                                       QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                                                  durability=DurabilityPolicy.TRANSIENT_LOCAL))
 
     def _on_frame(self, msg):
         self.frames.append((msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec, msg))
+
+    def _on_audio_out(self, msg):
+        self.audio_out.append((msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec, msg))
 
     @property
     def status(self):

@@ -23,9 +23,11 @@ def test_streams_real_speech_into_frames_at_40ms_spacing(ros_context, node_env, 
                 "--image", str(ASSETS / "face.jpg"), "--seconds", str(seconds), "--chunk-ms", "20"]
         with Process(peer, node_env, tmp_path / "streamer.log") as streamer:
             expected = round(seconds * 25)
+            republished = lambda: sum(len(m.data) // 2 for _, m in watcher.audio_out)
             watcher.spin_until(lambda: len(watcher.frames) >= expected - 2 and "done" in streamer.output()
-                               and watcher.status.state == TalkStatus.STATE_IDLE, 60,
-                               f"{expected} frames and the return to idle", node)
+                               and watcher.status.state == TalkStatus.STATE_IDLE
+                               and republished() >= seconds * 16000, 60,
+                               f"{expected} frames, {seconds} s of audio_out and the return to idle", node)
             first_ns = int(streamer.output().split("first_sample_stamp_ns=")[1].split()[0])
     stamps = np.array([stamp for stamp, _ in watcher.frames])
     talking = stamps[stamps < first_ns + int(seconds * 1e9)]
@@ -40,6 +42,18 @@ def test_streams_real_speech_into_frames_at_40ms_spacing(ros_context, node_env, 
         + status.audio_samples_buffered
     assert status.audio_samples_consumed == round(seconds * 16000)
     assert status.frames_dropped == 0
+
+    # audio_out: exactly the speech that was sent, in order, each chunk stamped like the frame showing it.
+    from lightlip_ros.audio import load_audio
+
+    sent = np.clip(load_audio(str(ASSETS / "speech.wav"))[:round(seconds * 16000)] * 32767, -32768, 32767)
+    chunks = sorted(watcher.audio_out, key=lambda item: item[0])
+    republished = np.concatenate([np.frombuffer(bytes(m.data), "<i2") for _, m in chunks])
+    np.testing.assert_array_equal(republished, sent.astype("<i2"))
+    chunk_stamps = np.array([stamp for stamp, _ in chunks])
+    ends = chunk_stamps[:-1] + [len(m.data) // 2 * 62500 for _, m in chunks[:-1]]
+    np.testing.assert_allclose(chunk_stamps[1:], ends, atol=1e3)  # continuous to a microsecond
+    assert set(chunk_stamps) <= set(stamps.tolist()), "every audio_out chunk has the stamp of a frame"
 
 
 def _chunk(data, sample_rate=16000, channels=1, sample_format="S16LE", stamp_ns=0):
@@ -113,3 +127,16 @@ def test_bad_input_is_reported_and_the_node_keeps_working(ros_context, node_env,
                    "empty audio chunk", "image step", "unsupported image encoding", "image data has"):
         assert needle in log, f"{needle!r} not logged:\n{log[-3000:]}"
     assert node.popen.returncode == 0, "Ctrl-C must end the node cleanly"
+
+
+def test_corrupt_model_falls_back_to_the_bundled_one(ros_context, node_env, tmp_path):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"PK\x03\x04 not really a checkpoint")
+    with start_node(node_env, tmp_path / "node.log", "-p", f"model_path:={corrupt}") as node:
+        watcher = Watcher(ros_context)
+        watcher.wait_for_state(TalkStatus.STATE_WAITING_FOR_FACE, process=node)
+        status = watcher.status
+        assert status.engine in ("onnxruntime", "torch")
+        assert "corrupt.pt" in status.engine_reason and "student.pt" in status.engine_reason, status.engine_reason
+        assert status.model.endswith("student.pt")
+    assert "corrupt.pt" in node.output(), "the fallback is logged with the reason"
