@@ -90,9 +90,13 @@ def read_video_frames(path, size):
         process.stderr.close()
 
 
-def extract_audio(path, wav_path):
-    _run(["ffmpeg", "-v", "error", "-y", "-i", str(path), "-map", "0:a:0", "-vn", "-ac", "1", "-ar",
-          str(SAMPLE_RATE), "-acodec", "pcm_s16le", str(wav_path)])
+def extract_audio(path, wav_path, start_s, duration_s):
+    """The audio from start_s for duration_s seconds as 16 kHz mono 16-bit WAV (SkipClip without audio)."""
+    if not _run(["ffprobe", "-v", "error", "-select_streams", "a", "-show_entries", "stream=index", "-of", "csv=p=0",
+                 str(path)]).strip():
+        raise SkipClip("no audio stream")
+    _run(["ffmpeg", "-v", "error", "-y", "-i", str(path), "-map", "0:a:0", "-vn", "-ss", f"{start_s:.4f}",
+          "-t", f"{duration_s:.4f}", "-ac", "1", "-ar", str(SAMPLE_RATE), "-acodec", "pcm_s16le", str(wav_path)])
 
 
 def fill_gaps(boxes, max_gap):
@@ -171,10 +175,9 @@ def preprocess_video(video, out_dir, config, detector=None):
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
     try:
-        extract_audio(video, partial / AUDIO_NAME)
-        if first > 0:
-            # The clip starts later than the video: trim the audio to stay in sync.
-            _trim_audio(partial / AUDIO_NAME, first / FPS, (last - first) / FPS)
+        # The audio spans exactly the frames kept (a container's audio often runs a little longer, and a
+        # clip that starts after frame 0 must drop the audio before it to stay in sync).
+        extract_audio(video, partial / AUDIO_NAME, first / FPS, (last - first) / FPS)
         # Pass 2: crops.
         written = 0
         for index, frame in enumerate(read_video_frames(video, size)):
@@ -198,13 +201,6 @@ def preprocess_video(video, out_dir, config, detector=None):
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-
-
-def _trim_audio(wav_path, start_s, duration_s):
-    trimmed = wav_path.with_name("trimmed.wav")
-    _run(["ffmpeg", "-v", "error", "-y", "-i", str(wav_path), "-ss", f"{start_s:.4f}", "-t", f"{duration_s:.4f}",
-          "-acodec", "pcm_s16le", str(trimmed)])
-    trimmed.replace(wav_path)
 
 
 def find_videos(inputs):

@@ -1,0 +1,134 @@
+"""Evaluation: metrics on known cases, the independent landmarker, the eval report and the CLI."""
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from lightlip_ros.models import SyncNet, save_generator, save_syncnet, student
+from training.data_cli import main
+from training.evaluate import (GROUND_TRUTH, REFERENCE_COPY, evaluate, markdown_table, psnr, ssim, sync_signal,
+                               write_report)
+from training.landmarks import load_landmarker, mouth_opening, mouth_points
+from training.layout import read_filelist, read_truth
+from training.synth import SynthConfig, generate_benchmark
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth_eval")
+    generate_benchmark(root, SynthConfig(sentences=1, heldout_sentences=1, seed=11), workers=1,
+                       log=lambda *_: None, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def landmarker():
+    return load_landmarker()
+
+
+def _frame(root, split="test", index=None):
+    clip = read_filelist(root, split)[0]
+    truth = read_truth(root / clip)
+    index = int(np.argmax(truth["jaw"])) if index is None else index
+    return cv2.imread(str(root / clip / f"{index}.jpg")), truth, index
+
+
+def test_psnr_and_ssim_on_known_cases(tiny):
+    frame, _, _ = _frame(tiny)
+    assert psnr(frame, frame) == math.inf
+    assert ssim(frame, frame) == pytest.approx(1.0)
+    noisy = np.clip(frame.astype(int) + np.random.default_rng(0).normal(0, 8, frame.shape), 0, 255).astype(np.uint8)
+    assert 25 < psnr(noisy, frame) < 35  # sigma 8 noise: about 30 dB
+    assert ssim(noisy, frame) < 0.95
+    assert psnr(np.zeros_like(frame), np.full_like(frame, 255)) == pytest.approx(0.0)
+
+
+def test_landmarker_sees_mouth_opening_and_shift(tiny, landmarker):
+    root = tiny
+    clip = read_filelist(root, "train")[0]
+    truth = read_truth(root / clip)
+    closed, opened = int(np.argmin(truth["jaw"])), int(np.argmax(truth["jaw"]))
+    points_closed = landmarker.landmarks(cv2.imread(str(root / clip / f"{closed}.jpg")))
+    points_open = landmarker.landmarks(cv2.imread(str(root / clip / f"{opened}.jpg")))
+    assert points_closed.shape == (68, 2)
+    assert mouth_opening(points_open) > mouth_opening(points_closed) + 2.0
+    # The landmarker's mouth centre lies inside the truth's lips box.
+    x1, y1, x2, y2 = truth["lips_box"][opened]
+    centre_x, centre_y = mouth_points(points_open).mean(axis=0)
+    assert x1 < centre_x < x2 and y1 < centre_y < y2
+
+
+def test_shifted_mouth_scores_worse(tiny, landmarker):
+    frame, truth, index = _frame(tiny)
+    face = landmarker.detect(frame)
+    reference_points = landmarker.landmarks(frame, face)
+    shifted = frame.copy()
+    shifted[48:, :] = np.roll(frame[48:, :], 4, axis=0)  # lower half moved 4 px down
+    assert psnr(shifted, frame) < 30 and ssim(shifted, frame) < 0.9
+    lmd_same = np.linalg.norm(mouth_points(landmarker.landmarks(frame, face)) - mouth_points(reference_points),
+                              axis=1).mean()
+    lmd_shifted = np.linalg.norm(mouth_points(landmarker.landmarks(shifted, face)) - mouth_points(reference_points),
+                                 axis=1).mean()
+    assert lmd_same == 0.0
+    assert lmd_shifted > 2.0
+
+
+def test_evaluate_report_with_baselines_and_a_generator(tiny, tmp_path):
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    checkpoint = save_generator(student(), tmp_path / "student.pth")
+    syncnet = save_syncnet(SyncNet(), tmp_path / "syncnet.pth")
+    report = evaluate(tiny, "test", [checkpoint], syncnet_path=syncnet, progress=False, log=lambda *_: None)
+    rows = report["models"]
+    assert list(rows) == [GROUND_TRUTH, REFERENCE_COPY, str(checkpoint)]
+    truth_row, copy_row, model_row = rows.values()
+    assert truth_row["psnr"] == math.inf and truth_row["ssim"] == pytest.approx(1.0) and truth_row["lmd"] == 0.0
+    assert truth_row["open_corr_frames"] == pytest.approx(1.0)
+    assert truth_row["open_corr_truth"] > 0.3  # the landmarker follows the rendered jaw
+    # No lip motion at all is clearly worse than the truth on every mouth metric.
+    assert copy_row["psnr"] < 40 and copy_row["lmd"] > 0.3
+    assert copy_row["open_corr_truth"] < truth_row["open_corr_truth"] - 0.2
+    # An untrained student draws no face: far worse than copying the reference.
+    assert model_row["psnr"] < copy_row["psnr"] and model_row["frames"] == truth_row["frames"] > 20
+    for row in rows.values():
+        assert row["lse_d"] is not None and row["lse_c"] >= 0 and -7 <= row["sync_offset"] <= 7
+    table = markdown_table(report)
+    assert "| ground truth |" in table and "inf" in table and "LSE-C" in table
+    write_report(report, tmp_path / "out", table)
+    saved = json.loads((tmp_path / "out" / "eval.json").read_text())
+    assert saved["models"][GROUND_TRUTH]["psnr"] == "inf"
+    assert (tmp_path / "out" / "eval.md").read_text() == table
+
+
+def test_sync_signal_finds_lip_sync_in_synthetic_data(tiny):
+    result = sync_signal(tiny, "train", progress=False)
+    summary = result["summary"]
+    assert summary["landmarks_missed"] == 0
+    assert summary["open_vs_jaw_mean"] > 0.6
+    assert summary["open_vs_rms_mean"] > 0.1
+
+
+def test_cli_reports_user_errors_in_one_line(tiny, tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no such file list" in err
+    assert main(["eval", str(tiny), "--checkpoint", str(tmp_path / "nope.pth")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"not a checkpoint")
+    assert main(["eval", str(tiny), "--checkpoint", str(broken)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "broken.pth" in err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["synth", "--out", str(tmp_path / "x"), "--sentences", "0"])
+    assert exit_info.value.code == 2
+
+
+def test_cli_eval_writes_table(tiny, tmp_path, capsys):
+    assert main(["eval", str(tiny), "--split", "val", "--out", str(tmp_path / "report"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "| reference copy |" in out
+    assert (tmp_path / "report" / "eval.md").is_file()
