@@ -42,6 +42,7 @@ def videos(tmp_path_factory):
     soundfile.write(str(folder / "speech.wav"), speech[: 3 * rate], rate)
     (folder / "speaker1").mkdir()
     _write_video(folder / "speaker1" / "talk.mp4", frames, 30, folder / "speech.wav")
+    _write_video(folder / "speaker1" / "mute.mp4", frames[:20], 30)
     blank = [np.full((240, 320, 3), 90 + (i % 10), np.uint8) for i in range(50)]
     _write_video(folder / "speaker1" / "noface.mp4", blank, 25, folder / "speech.wav")
     (folder / "speech.wav").unlink()
@@ -52,7 +53,7 @@ def test_preprocess_writes_layout_skips_bad_videos_and_resumes(videos, tmp_path)
     out = tmp_path / "data"
     summary = preprocess([videos], out, PreprocessConfig(), split="train", workers=1, log=lambda *_: None,
                          progress=False)
-    assert summary == {"videos": 2, "done": 1, "processed_frames": 50, "skipped": 1}
+    assert summary == {"videos": 3, "done": 1, "processed_frames": 50, "skipped": 2}
     clip = out / "speaker1" / "talk"
     assert read_filelist(out, "train") == ["speaker1/talk"]
     assert count_frames(clip) == 50  # 2 s at 30 fps resampled to 25 fps
@@ -61,7 +62,7 @@ def test_preprocess_writes_layout_skips_bad_videos_and_resumes(videos, tmp_path)
     wav, rate = soundfile.read(str(clip / "audio.wav"))
     assert rate == 16000 and wav.ndim == 1 and abs(len(wav) / rate - 2.0) < 0.01  # trimmed to the frames
     skipped = json.loads((out / "preprocess_skipped.json").read_text())
-    assert skipped == {"speaker1/noface": "no face found"}
+    assert skipped == {"speaker1/noface": "no face found", "speaker1/mute": "no audio stream"}
     # The crop holds the face: the landmark-free check is that the crop matches the detector's box of the
     # first video frame, i.e. it is not the blank background.
     assert crop.std() > 20

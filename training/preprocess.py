@@ -91,10 +91,7 @@ def read_video_frames(path, size):
 
 
 def extract_audio(path, wav_path, start_s, duration_s):
-    """The audio from start_s for duration_s seconds as 16 kHz mono 16-bit WAV (SkipClip without audio)."""
-    if not _run(["ffprobe", "-v", "error", "-select_streams", "a", "-show_entries", "stream=index", "-of", "csv=p=0",
-                 str(path)]).strip():
-        raise SkipClip("no audio stream")
+    """The audio from start_s for duration_s seconds as 16 kHz mono 16-bit WAV."""
     _run(["ffmpeg", "-v", "error", "-y", "-i", str(path), "-map", "0:a:0", "-vn", "-ss", f"{start_s:.4f}",
           "-t", f"{duration_s:.4f}", "-ac", "1", "-ar", str(SAMPLE_RATE), "-acodec", "pcm_s16le", str(wav_path)])
 
@@ -142,6 +139,9 @@ def preprocess_video(video, out_dir, config, detector=None):
     video, out_dir = Path(video), Path(out_dir)
     detector = detector or FaceDetector()
     size = probe_video(video)
+    if not _run(["ffprobe", "-v", "error", "-select_streams", "a", "-show_entries", "stream=index", "-of", "csv=p=0",
+                 str(video)]).strip():
+        raise SkipClip("no audio stream")
     # Pass 1: detection (nothing but the boxes is kept, so long videos need no memory).
     boxes = detect_boxes(read_video_frames(video, size), detector, config.detect_every)
     if len(boxes) < config.min_frames:
