@@ -115,6 +115,15 @@ def _recipe_class(recipe: str):
     return GeneratorRecipe
 
 
+def _one_line(error: Exception) -> str:
+    """The message itself: an error raised in a DataLoader worker arrives wrapped in the worker's traceback,
+    whose last line is the original message."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught "):
+        return lines[-1].split(": ", 1)[-1]
+    return " ".join(lines)
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     from lightlip_ros.models.checkpoint import CheckpointError
@@ -129,7 +138,7 @@ def main(argv=None) -> int:
         trainer = Trainer(_recipe_class(args.command), config, _run_dir(args), resume=args.resume)
         summary = trainer.fit()
     except (ConfigError, TrainingError, CheckpointError, DataError, FileNotFoundError) as error:
-        print(f"lightlip-train {args.command}: error: {error}", file=sys.stderr)
+        print(f"lightlip-train {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lightlip-train {args.command}: interrupted; continue with --resume "
