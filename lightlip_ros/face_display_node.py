@@ -22,7 +22,7 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
 
 from lightlip_msgs.msg import AudioChunk, TalkStatus
@@ -35,9 +35,11 @@ DEFAULT_PORT = 8765
 
 # Frames: best effort subscriber, which matches reliable and best-effort publishers alike; a late frame
 # is useless anyway. Audio: reliable, since a lost chunk is an audible gap; deep enough for seconds of
-# 40 ms chunks. Status: reliable, a few messages a second at most.
+# 40 ms chunks. Status: latched like the talking-face node publishes it, so a display started later
+# shows the current status at once.
 AUDIO_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-STATUS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 # Browsers' Web Audio API plays sample rates from 3 kHz to 768 kHz (AudioContext.createBuffer).
 BROWSER_SAMPLE_RATES = (3000, 768000)

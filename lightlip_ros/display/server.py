@@ -70,18 +70,23 @@ class _Browser:
         self.wake = asyncio.Event()
 
     def offer_frame(self, packet):
-        if len(self.frames) >= self.max_queued_frames:
+        """Queues a frame; True when the oldest queued one had to go for it."""
+        dropped = len(self.frames) >= self.max_queued_frames
+        if dropped:
             self.frames.popleft()
             self.frames_dropped += 1
         self.frames.append(packet)
         self.wake.set()
+        return dropped
 
     def offer_audio(self, packet):
-        if len(self.audio) >= MAX_QUEUED_AUDIO_CHUNKS:
+        dropped = len(self.audio) >= MAX_QUEUED_AUDIO_CHUNKS
+        if dropped:
             self.audio.popleft()
             self.audio_dropped += 1
         self.audio.append(packet)
         self.wake.set()
+        return dropped
 
     def offer_control(self, text):
         self.control.append(text)
@@ -115,6 +120,7 @@ class DisplayServer:
         self._browsers = set()
         self._sequence = {KIND_FRAME: 0, KIND_AUDIO: 0}
         self._received = {KIND_FRAME: 0, KIND_AUDIO: 0}
+        self._dropped = {KIND_FRAME: 0, KIND_AUDIO: 0}
         self._loop = asyncio.new_event_loop()
         self._runner = None
         self._ready = threading.Event()
@@ -137,6 +143,14 @@ class DisplayServer:
     @property
     def browser_count(self):
         return len(self._browsers)
+
+    def stats(self):
+        """Counters since start: packets received, and dropped for browsers that read too slowly."""
+        return {"browsers": len(self._browsers),
+                "frames_received": self._received[KIND_FRAME],
+                "audio_chunks_received": self._received[KIND_AUDIO],
+                "frames_dropped": self._dropped[KIND_FRAME],
+                "audio_chunks_dropped": self._dropped[KIND_AUDIO]}
 
     def start(self, timeout_s=10.0):
         self._thread.start()
@@ -176,10 +190,8 @@ class DisplayServer:
         packet = PACKET_HEADER.pack(kind, sample_rate, stamp_s, self._sequence[kind] & 0xFFFFFFFF) + payload
         self._sequence[kind] += 1
         for browser in self._browsers:
-            if kind == KIND_FRAME:
-                browser.offer_frame(packet)
-            else:
-                browser.offer_audio(packet)
+            offer = browser.offer_frame if kind == KIND_FRAME else browser.offer_audio
+            self._dropped[kind] += offer(packet)
 
     def _set_talk_status(self, status):
         self._talk_status = status

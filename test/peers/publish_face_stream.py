@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import rclpy
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from rclpy.utilities import remove_ros_args
 
@@ -37,6 +37,7 @@ CODE_BLOCK = 16   # pixels per code block (square), drawn from the top-left corn
 CLICK_S = 0.010
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 AUDIO_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def stamp_code(stamp_ns):
@@ -96,7 +97,7 @@ def main():
     node = rclpy.create_node("face_stream_publisher")
     frames = node.create_publisher(Image, "face_frames", RELIABLE)
     audio = node.create_publisher(AudioChunk, "audio_out", AUDIO_QOS)
-    status = node.create_publisher(TalkStatus, "talk_status", RELIABLE)
+    status = node.create_publisher(TalkStatus, "talk_status", LATCHED)
     face = cv2.resize(cv2.imread(str(FACE)), (512, 512))
     try:
         deadline = time.monotonic() + args.wait_s
