@@ -22,6 +22,7 @@ from pathlib import Path
 from aiohttp import WSMsgType, web
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+PAGE_FILES = ("index.html", "display.js", "display.css")
 
 # kind (u8), 3 bytes padding, sample rate (u32, 0 for frames), stamp in seconds (f64), sequence number
 # (u32, per kind), 4 bytes padding: 24 bytes, so that the S16 payload is 2-byte aligned for the page.
@@ -111,6 +112,10 @@ class DisplayServer:
     """
 
     def __init__(self, address, port, clock, logger, max_queued_frames=12, config=None):
+        missing = [name for name in PAGE_FILES if not (STATIC_DIR / name).is_file()]
+        if missing:
+            raise ServerStartError(f"the display page's files are missing from {STATIC_DIR} "
+                                   f"({', '.join(missing)}): reinstall lightlip_ros")
         self._socket = _listen(address, port)
         self._clock = clock
         self._logger = logger

@@ -122,10 +122,11 @@
       const needed = Math.ceil(neededMs / AUTO_DELAY_STEP_MS) * AUTO_DELAY_STEP_MS;
       return Math.max(this.configuredMs, needed);
     },
-    // Increases apply at once (a short gap in the sound); decreases wait until no sound is
-    // scheduled, since they would make chunks overlap.
+    // Increases apply at once: the next chunk starts at its new time, after a gap as long as the
+    // increase. Decreases wait until no sound is scheduled, since they would make chunks overlap.
     request(targetMs) {
       if (targetMs >= stats.delayMs) {
+        if (targetMs > stats.delayMs) audio.forgetStream();
         stats.delayMs = targetMs;
         this.pendingMs = null;
       } else {
