@@ -28,6 +28,7 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from lightlip_msgs.msg import AudioChunk, TalkStatus
 from lightlip_ros.display import DisplayServer, ServerStartError
 from lightlip_ros.image_msgs import ImageFormatError, image_to_bgr
+from lightlip_ros.pcm import PcmError, check_sample_rate, decode_pcm
 from sensor_msgs.msg import Image
 
 NODE_NAME = "face_display"
@@ -41,41 +42,21 @@ AUDIO_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
-# Browsers' Web Audio API plays sample rates from 3 kHz to 768 kHz (AudioContext.createBuffer).
-BROWSER_SAMPLE_RATES = (3000, 768000)
-_SAMPLE_DTYPES = {AudioChunk.FORMAT_S16LE: np.dtype("<i2"), AudioChunk.FORMAT_F32LE: np.dtype("<f4")}
+# Browsers' Web Audio API plays sample rates from 3 kHz (AudioContext.createBuffer).
+BROWSER_MIN_SAMPLE_RATE = 3000
 # Stamps further than this from the node's clock cannot be presented at stamp + delay: warn about it.
 STAMP_SKEW_WARNING_S = 5.0
 WARNING_PERIOD_S = 10.0
 RCLError = rclpy_implementation.RCLError
 
 
-class AudioFormatError(ValueError):
-    """An AudioChunk whose fields disagree or whose format cannot be played (one readable line)."""
-
-
-def audio_chunk_to_mono_s16(msg: AudioChunk) -> np.ndarray:
-    """The chunk's samples as mono int16 (channels averaged; F32LE scaled from [-1, 1])."""
-    dtype = _SAMPLE_DTYPES.get(msg.sample_format)
-    if dtype is None:
-        raise AudioFormatError(f"unsupported sample_format {msg.sample_format!r} "
-                               f"(supported: {', '.join(_SAMPLE_DTYPES)})")
-    low, high = BROWSER_SAMPLE_RATES
-    if not low <= msg.sample_rate <= high:
-        raise AudioFormatError(f"sample_rate {msg.sample_rate} outside what browsers play ({low}-{high} Hz)")
-    if msg.channels == 0:
-        raise AudioFormatError("channels is 0")
-    frame_bytes = dtype.itemsize * msg.channels
-    if len(msg.data) % frame_bytes:
-        raise AudioFormatError(f"{len(msg.data)} data bytes are not a multiple of channels x "
-                               f"bytes per sample = {frame_bytes} for {msg.sample_format}")
-    samples = np.frombuffer(bytes(msg.data), dtype=dtype).reshape(-1, msg.channels)
-    if dtype.kind == "f":
-        mono = np.clip(samples.mean(axis=1), -1.0, 1.0) * 32767.0
-        return np.round(mono).astype(np.int16)
-    if msg.channels == 1:
-        return samples[:, 0].astype(np.int16)
-    return np.round(samples.mean(axis=1, dtype=np.float64)).astype(np.int16)
+def browser_audio(msg: AudioChunk) -> np.ndarray:
+    """The chunk as float32 mono samples a browser can play; PcmError (one line) when it cannot."""
+    rate = check_sample_rate(msg.sample_rate)
+    if rate < BROWSER_MIN_SAMPLE_RATE:
+        raise PcmError(f"sample rate {rate} Hz is below what browsers play ({BROWSER_MIN_SAMPLE_RATE} Hz)")
+    mono, _ = decode_pcm(bytes(msg.data), msg.sample_format, msg.channels)
+    return mono
 
 
 def stamp_seconds(stamp) -> float:
@@ -176,14 +157,14 @@ class FaceDisplayNode(Node):
         if not self._server.browser_count:
             return
         try:
-            samples = audio_chunk_to_mono_s16(msg)
-        except AudioFormatError as error:
+            samples = browser_audio(msg)
+        except PcmError as error:
             self.get_logger().warning(f"ignored an audio_out chunk: {error}",
                                       throttle_duration_sec=WARNING_PERIOD_S)
             return
         stamp = stamp_seconds(msg.header.stamp)
         self._check_stamp("audio_out", stamp)
-        self._server.publish_audio(stamp, msg.sample_rate, samples.astype("<i2").tobytes())
+        self._server.publish_audio(stamp, msg.sample_rate, samples.astype("<f4").tobytes())
 
     def _on_talk_status(self, msg):
         self._server.publish_talk_status({

@@ -17,7 +17,8 @@ import pytest
 from conftest import ASSETS, REPO_ROOT
 from lightlip_msgs.msg import AudioChunk, TalkStatus
 from lightlip_ros.display import KIND_AUDIO, KIND_FRAME, PACKET_HEADER, DisplayServer
-from lightlip_ros.face_display_node import AudioFormatError, audio_chunk_to_mono_s16
+from lightlip_ros.face_display_node import browser_audio
+from lightlip_ros.pcm import PcmError
 from ros_helpers import Process, spin_until
 
 RECEIVE_TIMEOUT_S = 20.0
@@ -31,27 +32,24 @@ def chunk(samples, sample_format, rate=16000):
     return msg
 
 
-def test_audio_chunks_become_mono_s16():
-    stereo = np.array([[100, 300], [-32768, -32768], [1, 2]])
-    np.testing.assert_array_equal(audio_chunk_to_mono_s16(chunk(stereo, "S16LE")), [200, -32768, 2])
-    mono = np.array([[5], [-7]])
-    np.testing.assert_array_equal(audio_chunk_to_mono_s16(chunk(mono, "S16LE")), [5, -7])
-    floats = np.array([[0.5, 0.5], [2.0, 1.0], [-1.0, -1.0]])
-    np.testing.assert_array_equal(audio_chunk_to_mono_s16(chunk(floats, "F32LE")), [16384, 32767, -32767])
+def test_audio_chunks_become_mono_float_for_the_browser():
+    stereo = np.array([[100, 300], [-32768, -32768]])
+    np.testing.assert_array_equal(browser_audio(chunk(stereo, "S16LE")), np.array([200, -32768]) / 32768)
+    floats = np.array([[0.5, 0.25], [-1.0, -1.0]])
+    np.testing.assert_array_equal(browser_audio(chunk(floats, "F32LE")), [0.375, -1.0])
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(sample_format="U8"), "unsupported sample_format 'U8'"),
-    (dict(sample_rate=1000), "sample_rate 1000 outside"),
-    (dict(channels=0), "channels is 0"),
-    (dict(channels=3), "not a multiple of channels x bytes per sample = 6"),
+    (dict(sample_format="U8"), "unknown sample format 'U8'"),
+    (dict(sample_rate=2000), "sample rate 2000 Hz is below what browsers play"),
+    (dict(channels=3), "not a whole number of S16LE samples on 3 channel(s)"),
 ])
 def test_unplayable_audio_chunks_are_explained(change, message):
     msg = chunk(np.zeros((4, 1)), "S16LE")
     for field, value in change.items():
         setattr(msg, field, value)
-    with pytest.raises(AudioFormatError, match=re.escape(message)):
-        audio_chunk_to_mono_s16(msg)
+    with pytest.raises(PcmError, match=re.escape(message)):
+        browser_audio(msg)
 
 
 class RecordingLogger:
@@ -95,7 +93,7 @@ def test_a_slow_browser_loses_its_oldest_frames_never_its_audio():
                 for index in range(frames):
                     server.publish_frame(1000.0 + index * 0.04, frame_payload)
                     if index % 3 == 0:
-                        server.publish_audio(1000.0 + index * 0.04, 16000, b"\x01\x00" * 640)
+                        server.publish_audio(1000.0 + index * 0.04, 16000, np.zeros(640, "<f4").tobytes())
                 await asyncio.to_thread(
                     wait_for, lambda: server.stats()["frames_received"] == frames, 10, "the frames")
                 sequences, audio_received, reported = [], 0, None
@@ -246,8 +244,7 @@ def test_node_serves_the_page_and_streams_what_it_receives(ros_context, ros_env,
 
     kind, sample_rate, audio_stamp, sequence, pcm = received["audio"]
     assert (kind, sample_rate, audio_stamp, sequence) == (KIND_AUDIO, 22050, expected_stamp, 0)
-    expected_pcm = np.round(speech.mean(axis=1) * 32767)
-    assert np.abs(np.frombuffer(pcm, "<i2") - expected_pcm).max() <= 1  # float32 rounding
+    np.testing.assert_allclose(np.frombuffer(pcm, "<f4"), speech.mean(axis=1), atol=1e-6)
 
     assert received["talk_status"]["engine"] == "onnxruntime" and received["talk_status"]["fps"] == 24.5
     assert received["talk_status"]["state"] == "talking" and received["talk_status"]["latency_ms_p95"] == 48.0

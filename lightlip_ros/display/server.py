@@ -5,7 +5,7 @@ executor) hand it packets through thread-safe calls. Every browser has bounded q
 too slowly its oldest frames are dropped (and counted) instead of delaying everything after them.
 
 WebSocket protocol (server -> page):
-- binary: PACKET_HEADER + payload; kind 1 = a JPEG frame, kind 2 = mono S16LE audio (sample_rate
+- binary: PACKET_HEADER + payload; kind 1 = a JPEG frame, kind 2 = mono F32LE audio (sample_rate
   set). stamp: seconds on the stamp timeline (frame: the audio time it shows; audio: its first sample).
 - text JSON: {"type": "hello" | "config" | "talk_status" | "server" | "pong", ...}.
 page -> server: {"type": "ping", "page_time": ms}, answered by a pong carrying the server's clock, so
@@ -25,7 +25,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGE_FILES = ("index.html", "display.js", "display.css")
 
 # kind (u8), 3 bytes padding, sample rate (u32, 0 for frames), stamp in seconds (f64), sequence number
-# (u32, per kind), 4 bytes padding: 24 bytes, so that the S16 payload is 2-byte aligned for the page.
+# (u32, per kind), 4 bytes padding: 24 bytes, so that the float32 payload is aligned for the page.
 PACKET_HEADER = struct.Struct("<B3xIdI4x")
 KIND_FRAME = 1
 KIND_AUDIO = 2
@@ -55,49 +55,46 @@ def _listen(address, port):
         raise ServerStartError(f"cannot listen on {address} port {port}: {error.strerror}") from None
 
 
+class _DropOldestQueue:
+    """A FIFO of at most `limit` items that makes room by dropping its oldest, and counts them."""
+
+    def __init__(self, limit):
+        self.items = collections.deque()
+        self.limit = limit
+        self.dropped = 0
+
+    def put(self, item):
+        """Queues item; True when the oldest one had to go for it."""
+        full = len(self.items) >= self.limit
+        if full:
+            self.items.popleft()
+            self.dropped += 1
+        self.items.append(item)
+        return full
+
+
 class _Browser:
     """One connected page: its WebSocket and what waits to be sent to it."""
 
     def __init__(self, websocket, peer, max_queued_frames):
         self.websocket = websocket
         self.peer = peer
-        self.control = collections.deque(maxlen=MAX_QUEUED_CONTROL)
-        self.audio = collections.deque()
-        self.frames = collections.deque()
-        self.max_queued_frames = max_queued_frames
-        self.frames_dropped = 0
-        self.audio_dropped = 0
+        self.control = _DropOldestQueue(MAX_QUEUED_CONTROL)
+        self.audio = _DropOldestQueue(MAX_QUEUED_AUDIO_CHUNKS)
+        self.frames = _DropOldestQueue(max_queued_frames)
         self.frames_dropped_reported = 0
         self.wake = asyncio.Event()
 
-    def offer_frame(self, packet):
-        """Queues a frame; True when the oldest queued one had to go for it."""
-        dropped = len(self.frames) >= self.max_queued_frames
-        if dropped:
-            self.frames.popleft()
-            self.frames_dropped += 1
-        self.frames.append(packet)
+    def offer(self, queue, message):
+        """Queues a message and wakes the sender; True when an older one was dropped for it."""
         self.wake.set()
-        return dropped
-
-    def offer_audio(self, packet):
-        dropped = len(self.audio) >= MAX_QUEUED_AUDIO_CHUNKS
-        if dropped:
-            self.audio.popleft()
-            self.audio_dropped += 1
-        self.audio.append(packet)
-        self.wake.set()
-        return dropped
-
-    def offer_control(self, text):
-        self.control.append(text)
-        self.wake.set()
+        return queue.put(message)
 
     def next_message(self):
         """Control messages first (clock pongs must not wait behind frames), then audio, then frames."""
         for queue in (self.control, self.audio, self.frames):
-            if queue:
-                return queue.popleft()
+            if queue.items:
+                return queue.items.popleft()
         return None
 
 
@@ -174,8 +171,9 @@ class DisplayServer:
     def publish_frame(self, stamp_s, jpeg):
         self._call_soon(self._fan_out, KIND_FRAME, 0, stamp_s, jpeg)
 
-    def publish_audio(self, stamp_s, sample_rate, pcm_s16le):
-        self._call_soon(self._fan_out, KIND_AUDIO, sample_rate, stamp_s, pcm_s16le)
+    def publish_audio(self, stamp_s, sample_rate, pcm_f32le):
+        """Mono float32 little-endian samples, the first at stamp_s."""
+        self._call_soon(self._fan_out, KIND_AUDIO, sample_rate, stamp_s, pcm_f32le)
 
     def publish_talk_status(self, status):
         self._call_soon(self._set_talk_status, dict(status))
@@ -195,8 +193,7 @@ class DisplayServer:
         packet = PACKET_HEADER.pack(kind, sample_rate, stamp_s, self._sequence[kind] & 0xFFFFFFFF) + payload
         self._sequence[kind] += 1
         for browser in self._browsers:
-            offer = browser.offer_frame if kind == KIND_FRAME else browser.offer_audio
-            self._dropped[kind] += offer(packet)
+            self._dropped[kind] += browser.offer(browser.frames if kind == KIND_FRAME else browser.audio, packet)
 
     def _set_talk_status(self, status):
         self._talk_status = status
@@ -209,7 +206,7 @@ class DisplayServer:
     def _broadcast(self, message):
         text = json.dumps(message)
         for browser in self._browsers:
-            browser.offer_control(text)
+            browser.offer(browser.control, text)
 
     def _run(self):
         asyncio.set_event_loop(self._loop)
@@ -247,9 +244,9 @@ class DisplayServer:
         await websocket.prepare(request)
         peer = request.remote or "?"
         browser = _Browser(websocket, peer, self._max_queued_frames)
-        browser.offer_control(json.dumps({"type": "hello", **self._config}))
+        browser.offer(browser.control, json.dumps({"type": "hello", **self._config}))
         if self._talk_status is not None:
-            browser.offer_control(json.dumps({"type": "talk_status", **self._talk_status}))
+            browser.offer(browser.control, json.dumps({"type": "talk_status", **self._talk_status}))
         self._browsers.add(browser)
         self._logger.info(f"browser {peer} connected ({len(self._browsers)} watching)")
         sender = asyncio.ensure_future(self._send(browser))
@@ -261,7 +258,7 @@ class DisplayServer:
             self._browsers.discard(browser)
             sender.cancel()
             self._logger.info(f"browser {peer} disconnected ({len(self._browsers)} watching; "
-                              f"{browser.frames_dropped} frames dropped for it)")
+                              f"{browser.frames.dropped} frames dropped for it)")
         return websocket
 
     def _answer(self, browser, text):
@@ -270,7 +267,7 @@ class DisplayServer:
         except ValueError:
             return  # not ours: pages only send pings
         if isinstance(message, dict) and message.get("type") == "ping":
-            browser.offer_control(json.dumps(
+            browser.offer(browser.control, json.dumps(
                 {"type": "pong", "page_time": message.get("page_time"), "server_time": self._clock()}))
 
     async def _send(self, browser):
@@ -295,16 +292,15 @@ class DisplayServer:
             await asyncio.sleep(SERVER_STATS_PERIOD_S)
             since_warning += SERVER_STATS_PERIOD_S
             for browser in self._browsers:
-                browser.offer_control(json.dumps({
+                dropped = browser.frames.dropped
+                browser.offer(browser.control, json.dumps({
                     "type": "server", "frames_received": self._received[KIND_FRAME],
-                    "audio_chunks_received": self._received[KIND_AUDIO],
-                    "frames_dropped": browser.frames_dropped, "audio_chunks_dropped": browser.audio_dropped,
-                    "browsers": len(self._browsers)}))
-                if since_warning >= DROP_WARNING_PERIOD_S and browser.frames_dropped > browser.frames_dropped_reported:
-                    self._logger.warning(
-                        f"browser {browser.peer} reads too slowly: dropped "
-                        f"{browser.frames_dropped - browser.frames_dropped_reported} of its oldest frames")
-                    browser.frames_dropped_reported = browser.frames_dropped
+                    "audio_chunks_received": self._received[KIND_AUDIO], "frames_dropped": dropped,
+                    "audio_chunks_dropped": browser.audio.dropped, "browsers": len(self._browsers)}))
+                if since_warning >= DROP_WARNING_PERIOD_S and dropped > browser.frames_dropped_reported:
+                    self._logger.warning(f"browser {browser.peer} reads too slowly: dropped "
+                                         f"{dropped - browser.frames_dropped_reported} of its oldest frames")
+                    browser.frames_dropped_reported = dropped
                     since_warning = 0.0
 
     async def _close_browsers(self, app):

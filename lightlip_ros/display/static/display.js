@@ -163,7 +163,12 @@
     perfMinusCtxMs: null,
     open() {
       if (this.context) return;
-      this.context = new AudioContext({latencyHint: "interactive"});
+      try {
+        this.context = new AudioContext({latencyHint: "interactive"});
+      } catch (error) {  // no audio output at all: show the face without sound
+        stats.audioState = `unavailable (${error.message})`;
+        return;
+      }
       const showState = () => {
         stats.audioState = this.context.state;
         soundButton.hidden = this.context.state === "running";
@@ -233,8 +238,7 @@
       }
       stats.audioLateMs += 1000 * skip;
       const buffer = this.context.createBuffer(1, pcm.length, sampleRate);
-      const channel = buffer.getChannelData(0);
-      for (let i = 0; i < pcm.length; i++) channel[i] = pcm[i] / 32768;
+      buffer.copyToChannel(pcm, 0);
       const source = this.context.createBufferSource();
       source.buffer = buffer;
       source.connect(this.context.destination);
@@ -398,7 +402,7 @@
       stats.audioChunksReceived++;
       delay.noteArrival(performance.now(), stampS);
       if (audio.running() && stats.clockSynced) {
-        audio.schedule(stampS, sampleRate, new Int16Array(buffer, HEADER_BYTES, (buffer.byteLength - HEADER_BYTES) / 2));
+        audio.schedule(stampS, sampleRate, new Float32Array(buffer, HEADER_BYTES, (buffer.byteLength - HEADER_BYTES) / 4));
       } else {
         stats.audioChunksUnplayed++;
       }
