@@ -156,7 +156,6 @@
   // --- audio --------------------------------------------------------------------------------------
   const audio = {
     context: null,
-    chunks: [],
     nextStamp: null,          // stamp right after the last scheduled chunk
     nextStartCtx: null,       // context time right after the last scheduled chunk
     outputClock: [],          // recent performanceTime - contextTime * 1000 (ms)
@@ -245,14 +244,13 @@
       source.start(start + skip, skip);
       const chunk = {stamp: stampS, samples: pcm.length, sampleRate, startCtx: start,
                      startMs: this.pageMs(start), skippedS: skip};
-      pushBounded(this.chunks, chunk);
       pushBounded(stats.audio, chunk);
       stats.audioChunksScheduled++;
     },
     // Page time at which the sample with this stamp plays, or null when no scheduled sound has it.
     playMs(stampS) {
-      for (let i = this.chunks.length - 1; i >= 0; i--) {
-        const chunk = this.chunks[i];
+      for (let i = stats.audio.length - 1; i >= 0; i--) {
+        const chunk = stats.audio[i];
         const into = stampS - chunk.stamp;
         if (into >= -1e-6 && into < chunk.samples / chunk.sampleRate) {
           return into < chunk.skippedS ? null : this.pageMs(chunk.startCtx + Math.max(0, into));
