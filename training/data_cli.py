@@ -65,7 +65,8 @@ def build_parser():
     synth.add_argument("--identities", type=_non_negative_int, default=0,
                        help="training identities (default: all that are not held out)")
     synth.add_argument("--heldout-identities", type=int, default=-1,
-                       help="identities held out for each of val and test (default: the rest, split evenly)")
+                       help="identities held out for each of val and test (default: with --identities, the "
+                            "rest split evenly; without, a sixth each)")
     synth.add_argument("--sentences", type=_positive_int, default=40, help="training sentences (default 40)")
     synth.add_argument("--heldout-sentences", type=_positive_int, default=10,
                        help="held-out sentences for each of val and test (default 10)")

@@ -5,7 +5,9 @@ head pose and framing) plus one reference frame of the clip (identity), and the 
 the training convention (see training.dataset). Metrics per model, averaged over clips:
 
 - psnr / ssim: on the mouth region (the synthetic truth's lips box plus a margin; the lower half of the crop
-  for clips without truth), generated vs ground-truth frame, 8-bit BGR.
+  for clips without truth), generated vs ground-truth frame, 8-bit BGR. A clip's PSNR comes from its mean
+  squared error over frames (inf only when every frame is identical). The reference frame itself is not
+  evaluated (its answer is in the input).
 - lmd: mean distance (pixels of the 96x96 crop) between the 20 mouth landmarks of the generated and the
   ground-truth frame, both measured by the independent landmarker (training.landmarks) in the face box
   found on the ground-truth frame.
@@ -19,8 +21,8 @@ the training convention (see training.dataset). Metrics per model, averaged over
 Two baselines frame the numbers: "ground truth" (the frames themselves: the metrics' ideal) and
 "reference copy" (the reference frame's lower half pasted under the real upper half: no lip motion at all).
 """
-import json
 import math
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,10 +47,17 @@ REFERENCE_COPY = "reference copy"
 METRICS = ("psnr", "ssim", "lmd", "open_corr_truth", "open_corr_frames", "lse_d", "lse_c", "sync_offset")
 
 
+def mean_squared_error(generated, target):
+    return float(np.mean((generated.astype(np.float64) - target.astype(np.float64)) ** 2))
+
+
+def psnr_from_mse(error):
+    return math.inf if error == 0 else 10.0 * math.log10(255.0 ** 2 / error)
+
+
 def psnr(generated, target):
     """PSNR (dB) of two uint8 images; inf when identical."""
-    error = np.mean((generated.astype(np.float64) - target.astype(np.float64)) ** 2)
-    return math.inf if error == 0 else 10.0 * math.log10(255.0 ** 2 / error)
+    return psnr_from_mse(mean_squared_error(generated, target))
 
 
 def ssim(generated, target):
@@ -123,8 +132,9 @@ def load_eval_clip(root, clip, reference="first", seed=0):
     if reference == "first":
         reference_index = 0
     else:
-        reference_index = int(np.random.default_rng([seed, len(clip)]).integers(n_frames))
+        reference_index = int(np.random.default_rng([seed, zlib.crc32(clip.encode())]).integers(n_frames))
     frames = read_frames(clip_dir, range(n_frames))
+    indices = indices[indices != reference_index]
     return EvalClip(clip, frames, mel, indices, reference_index, read_truth(clip_dir))
 
 
@@ -196,11 +206,11 @@ def sync_scores(syncnet, clip, frames):
 
 def clip_metrics(clip, generated, landmarker=None, syncnet=None):
     """Metrics of one clip's generated frames (aligned with clip.indices); None where not measurable."""
-    psnrs, ssims, lmds, gen_open, gt_open, jaw = [], [], [], [], [], []
+    errors, ssims, lmds, gen_open, gt_open, jaw = [], [], [], [], [], []
     for k, index in enumerate(clip.indices):
         target = clip.frames[index]
         x1, y1, x2, y2 = mouth_region(clip.truth, index)
-        psnrs.append(psnr(generated[k, y1:y2, x1:x2], target[y1:y2, x1:x2]))
+        errors.append(mean_squared_error(generated[k, y1:y2, x1:x2], target[y1:y2, x1:x2]))
         ssims.append(ssim(generated[k, y1:y2, x1:x2], target[y1:y2, x1:x2]))
         if landmarker is not None:
             gt = _landmarks_gt(landmarker, clip, int(index))
@@ -211,11 +221,9 @@ def clip_metrics(clip, generated, landmarker=None, syncnet=None):
                 gt_open.append(mouth_opening(gt))
                 if clip.truth is not None:
                     jaw.append(clip.truth["jaw"][int(index)])
-    finite = [p for p in psnrs if math.isfinite(p)]
     result = {
         "frames": len(clip.indices),
-        # Mean PSNR over frames; a clip whose frames are all identical to the truth scores inf.
-        "psnr": float(np.mean(finite)) if len(finite) == len(psnrs) else math.inf,
+        "psnr": psnr_from_mse(float(np.mean(errors))),
         "ssim": float(np.mean(ssims)),
         "lmd": float(np.mean(lmds)) if lmds else None,
         "open_corr_truth": pearson(gen_open, jaw) if jaw else None,

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import soundfile
 from lightlip_ros.audio import FPS, SAMPLE_RATE
-from lightlip_ros.face import FaceDetector, crop_region
+from lightlip_ros.face import Box, FaceDetector, crop_region
 
 from ..jobs import run_jobs
 from ..layout import (AUDIO_NAME, SPLITS, TRUTH_NAME, DataError, atomic_write_json, frame_path,
@@ -175,7 +175,7 @@ class _ClipRenderer:
         if image is None:
             raise DataError(f"{identity.source}: cannot read portrait")
         box = identity.box
-        x1, y1, x2, y2 = crop_region(box if hasattr(box, "width") else _as_box(box), image.shape)
+        x1, y1, x2, y2 = crop_region(Box(*box), image.shape)
         out_size = crop_size * _RENDER_OVERSAMPLE
         factor = out_size / max(x2 - x1, y2 - y1)
         interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC
@@ -228,11 +228,6 @@ class _ClipRenderer:
         lips = _transform_box(matrix, mouth.lips, scale)
         opening = _transform_box(matrix, mouth.opening, scale)
         return crop, lips, opening
-
-
-def _as_box(values):
-    from lightlip_ros.face import Box
-    return Box(*(int(v) for v in values))
 
 
 def clip_is_complete(clip_dir):
