@@ -58,8 +58,9 @@
     audioChunksLate: 0,          // entirely past their time: not played
     audioLateMs: 0,              // sound not played because it came after its time (ms)
     audioRestarts: 0,            // chunks not continuing the previous one (new utterance or resync)
-    // {stamp, dueMs, drawnMs, presentedMs, audioMs, offsetMs}: page times in ms (performance.now());
-    // presentedMs is the start of the animation frame after the one that drew it (the next vsync).
+    // {stamp, lagMs, dueMs, drawnMs, presentedMs, audioMs, offsetMs}: page times in ms
+    // (performance.now()); lagMs: arrival minus stamp; presentedMs: the start of the animation frame
+    // after the one that drew it (the next vsync).
     frames: [],
     // {stamp, samples, sampleRate, startCtx, startMs, skippedS}: where each chunk was scheduled.
     audio: [],
@@ -286,12 +287,13 @@
 
   function receiveFrame(stampS, jpeg) {
     const received = performance.now();
+    const lagMs = stats.clockSynced ? received - clock.pageMs(stampS) : null;
     stats.framesReceived++;
     delay.noteArrival(received, stampS);
     createImageBitmap(new Blob([jpeg], {type: "image/jpeg"})).then((bitmap) => {
       stats.framesDecoded++;
       if (stats.clockSynced && performance.now() > delay.dueMs(stampS)) stats.framesLate++;
-      insertPending({stamp: stampS, bitmap});
+      insertPending({stamp: stampS, lagMs, bitmap});
     }, () => {
       stats.framesUndecodable++;
     });
@@ -348,8 +350,8 @@
     }
     canvasContext.drawImage(chosen.bitmap, 0, 0);
     chosen.bitmap.close();
-    drawn = {stamp: chosen.stamp, dueMs: delay.dueMs(chosen.stamp), drawnMs: nowMs, presentedMs: null,
-             audioMs: null, offsetMs: null};
+    drawn = {stamp: chosen.stamp, lagMs: chosen.lagMs, dueMs: delay.dueMs(chosen.stamp), drawnMs: nowMs,
+             presentedMs: null, audioMs: null, offsetMs: null};
   }
   requestAnimationFrame(onAnimationFrame);
 
