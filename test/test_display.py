@@ -124,6 +124,7 @@ def test_a_slow_browser_loses_its_oldest_frames_never_its_audio():
     assert any(level == "warning" and "reads too slowly" in text for level, text in logger.lines)
 
 
+@pytest.mark.ros
 def test_a_port_in_use_or_an_impossible_port_ends_the_node_with_one_line(ros_env, tmp_path):
     env = dict(ros_env, PYTHONPATH=str(REPO_ROOT))
     node = [sys.executable, "-m", "lightlip_ros.face_display_node", "--ros-args", "-p"]
