@@ -200,7 +200,8 @@ def test_fp16_file_holds_fp16_weights_and_float32_io(exported):
         assert value.type.tensor_type.elem_type == TensorProto.FLOAT
         assert value.type.tensor_type.shape.dim[0].dim_param  # the batch dimension is dynamic
     inferred = onnx.shape_inference.infer_shapes(model)
-    conv_outputs = {out for node in model.graph.node if node.op_type in ("Conv", "ConvTranspose") for out in node.output}
+    conv_outputs = {out for node in model.graph.node if node.op_type in ("Conv", "ConvTranspose")
+                    for out in node.output}
     assert {v.type.tensor_type.elem_type for v in inferred.graph.value_info if v.name in conv_outputs} == {
         TensorProto.FLOAT16}
 

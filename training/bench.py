@@ -265,7 +265,8 @@ def markdown(report: dict) -> str:
     lines = [f"Machine: {machine['cpu']}, {machine['usable_cores']} usable cores, GPU: {gpu}; {versions}.",
              f"{settings['warmup']} warm-up + {settings['iterations']} timed calls per row, "
              f"{settings['threads']} thread(s); inputs: {settings['inputs']}.", "",
-             "| model | engine | precision | batch | p50 (ms) | p95 (ms) | ms/frame | frames/s | speedup vs teacher FP32 |",
+             "| model | engine | precision | batch | p50 (ms) | p95 (ms) | ms/frame | frames/s "
+             "| speedup vs teacher FP32 |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for row in report["results"]:
         speedup = "–" if row["speedup"] is None else f"{row['speedup']:.1f}x"

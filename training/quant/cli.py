@@ -153,7 +153,9 @@ def run_evaluate(args) -> None:
         raise ExportError(f"{args.onnx_dir}: no {args.stem}.fp32.onnx to compare with (run `lightlip-quant export`)")
     if _uses_data(args):
         clips = dataset_clips(args.data, args.eval_split, args.max_clips)
-        source = f"`{args.data}` split `{args.eval_split}`" + (f" (first {args.max_clips} clips)" if args.max_clips else "")
+        source = f"`{args.data}` split `{args.eval_split}`"
+        if args.max_clips:
+            source += f" (first {args.max_clips} clips)"
     else:
         clips = [media_clip(args.face, args.audio, args.eval_samples)]
         source = clips[0].clip

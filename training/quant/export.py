@@ -87,7 +87,8 @@ def _plan_quantization(folded: nn.Module, plan: QuantPlan | None) -> dict:
         raise ExportError("int8 and mixed precision need a plan (run `lightlip-quant sensitivity` first)")
     fingerprint = model_fingerprint(folded)
     if plan.model.get("sha256") != fingerprint:
-        raise ExportError(f"the plan was calibrated on other weights (model sha256 {plan.model.get('sha256', '?')[:12]}, "
+        raise ExportError(f"the plan was calibrated on other weights (model sha256 "
+                          f"{plan.model.get('sha256', '?')[:12]}, "
                           f"this one {fingerprint[:12]}); run `lightlip-quant sensitivity` on this model")
     names = list(quantizable_layers(folded))
     if sorted(names) != sorted(plan.input_amax):
@@ -227,25 +228,18 @@ def convert_to_fp16(model: onnx.ModelProto) -> None:
             elif attribute.type == onnx.AttributeProto.TENSOR and attribute.t.data_type == TensorProto.FLOAT:
                 attribute.t.CopyFrom(numpy_helper.from_array(
                     numpy_helper.to_array(attribute.t).astype(np.float16), attribute.t.name))
-    casts_in = []
-    for graph_input in graph.input:
-        if graph_input.type.tensor_type.elem_type != TensorProto.FLOAT:
-            continue
-        cast = f"{graph_input.name}.fp16"
-        for node in graph.node:
-            node.input[:] = [cast if name == graph_input.name else name for name in node.input]
-        casts_in.append(helper.make_node("Cast", [graph_input.name], [cast], name=f"{graph_input.name}.to_fp16",
-                                         to=TensorProto.FLOAT16))
-    casts_out = []
-    for graph_output in graph.output:
-        if graph_output.type.tensor_type.elem_type != TensorProto.FLOAT:
-            continue
-        half = f"{graph_output.name}.fp16"
-        for node in graph.node:
-            node.input[:] = [half if name == graph_output.name else name for name in node.input]
-            node.output[:] = [half if name == graph_output.name else name for name in node.output]
-        casts_out.append(helper.make_node("Cast", [half], [graph_output.name], name=f"{graph_output.name}.to_fp32",
-                                          to=TensorProto.FLOAT))
+    casts_in, casts_out = [], []
+    for values, casts, target in ((graph.input, casts_in, TensorProto.FLOAT16),
+                                  (graph.output, casts_out, TensorProto.FLOAT)):
+        for io in values:
+            if io.type.tensor_type.elem_type != TensorProto.FLOAT:
+                continue
+            half = f"{io.name}.fp16"  # the float16 twin every node now reads or writes instead
+            for node in graph.node:
+                node.input[:] = [half if name == io.name else name for name in node.input]
+                node.output[:] = [half if name == io.name else name for name in node.output]
+            source, result = (io.name, half) if target == TensorProto.FLOAT16 else (half, io.name)
+            casts.append(helper.make_node("Cast", [source], [result], name=f"{result}.cast", to=target))
     nodes = casts_in + list(graph.node) + casts_out
     del graph.node[:]
     graph.node.extend(nodes)

@@ -8,6 +8,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from training.layout import atomic_write_json
+
 PLAN_FORMAT = "lightlip-quant-plan"
 PLAN_VERSION = 1
 FP16, INT8 = "fp16", "int8"
@@ -52,7 +54,6 @@ class QuantPlan:
                 "steps": self.steps}
 
     def save(self, path) -> Path:
-        from training.layout import atomic_write_json
         atomic_write_json(path, self.to_json())
         return Path(path)
 

@@ -17,7 +17,9 @@ import torch
 from lightlip_ros.audio import FPS, SAMPLE_RATE, load_audio, mel_windows, melspectrogram
 from lightlip_ros.face import FaceCache
 from lightlip_ros.models.syncnet import SYNC_FRAMES
+from training.dataset import Wav2LipDataset
 from training.evaluate import mouth_region
+from training.layout import DataError, read_filelist, read_truth
 
 
 class SampleError(ValueError):
@@ -98,9 +100,6 @@ def dataset_samples(root, split: str, count: int, seed: int = 0) -> SampleSet:
     """`count` frames from a Wav2Lip-layout data set (training.dataset): 5-frame windows spread evenly over
     the split's clips and drawn with `seed`, each frame one sample (masked crop + reference, its mel window,
     its crop as target)."""
-    from training.dataset import Wav2LipDataset
-    from training.layout import DataError, read_filelist, read_truth
-
     if count < 1:
         raise SampleError(f"sample count must be >= 1, got {count}")
     try:

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from training.layout import atomic_write_json
+
 from .calibration import DEFAULT_BINS, DEFAULT_PERCENTILE, collect_activation_stats, model_fingerprint
 from .emulation import LayerQuantization, emulate_int8, quantize_layers
 from .layers import fold_batchnorm
@@ -90,7 +92,8 @@ def rank_layers(evaluator: Evaluator, quantized: Mapping[str, LayerQuantization]
     """LayerSensitivity of every layer in `quantized`, most sensitive first."""
     layers = dict(evaluator.model.named_modules())
     key = {"format": _CACHE_FORMAT, "model": model_fingerprint(evaluator.model),
-           "samples": evaluator.samples.fingerprint(), "scales": {name: float(layer.input_scale) for name, layer in quantized.items()}}
+           "samples": evaluator.samples.fingerprint(),
+           "scales": {name: float(layer.input_scale) for name, layer in quantized.items()}}
     done = _load_results(cache_path, key)
     results = []
     for name in tqdm(quantized, desc="sensitivity", unit="layer", disable=not progress, leave=False):
@@ -151,7 +154,6 @@ def _load_results(cache_path, key) -> dict:
 
 def _save_results(cache_path, key, results):
     if cache_path is not None:
-        from training.layout import atomic_write_json
         atomic_write_json(cache_path, {"key": key, "layers": results})
 
 
