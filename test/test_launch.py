@@ -28,12 +28,16 @@ def test_namespace_remaps_and_params_file(ros_context, node_env, student_checkpo
         graph = watcher.node
         watcher.spin_until(lambda: ("face", "/robot") in graph.get_node_names_and_namespaces(), 30,
                            "node /robot/face in the graph", node)
-        publishers = dict(graph.get_publisher_names_and_types_by_node("face", "/robot"))
-        subscriptions = dict(graph.get_subscriber_names_and_types_by_node("face", "/robot"))
-        assert {"/display/image", "/robot/talk_status", "/diagnostics"} <= set(publishers), publishers
-        assert {"/mic/audio", "/camera/face"} <= set(subscriptions), subscriptions
-        services = dict(graph.get_service_names_and_types_by_node("face", "/robot"))
-        assert "/robot/set_face" in services
+        # Endpoints are discovered one by one: wait until the graph shows all of them.
+        expected = {
+            "publishers": (graph.get_publisher_names_and_types_by_node,
+                           {"/display/image", "/robot/audio_out", "/robot/talk_status", "/diagnostics"}),
+            "subscriptions": (graph.get_subscriber_names_and_types_by_node, {"/mic/audio", "/camera/face"}),
+            "services": (graph.get_service_names_and_types_by_node, {"/robot/set_face"}),
+        }
+        for kind, (query, names) in expected.items():
+            watcher.spin_until(lambda: names <= {name for name, _ in query("face", "/robot")}, 30,
+                               f"{kind} {sorted(names)} of /robot/face", node)
 
         client = graph.create_client(GetParameters, "/robot/face/get_parameters")
         assert client.wait_for_service(timeout_sec=30)
@@ -44,8 +48,9 @@ def test_namespace_remaps_and_params_file(ros_context, node_env, student_checkpo
 
         face = graph.create_publisher(Image, "/camera/face", LATCHED)
         face.publish(bgr_to_image(cv2.imread(str(ASSETS / "face.jpg"))))
-        # Idle frames at the params file's 4 Hz arrive on the remapped output topic.
+        # Idle frames arrive on the remapped output topic, at most at the params file's 4 Hz (the
+        # default would be 5 Hz: stamps 0.2 s apart).
         watcher.spin_until(lambda: len(watcher.frames) >= 3, 30, "idle frames on /display/image", node)
         stamps = [stamp for stamp, _ in watcher.frames[-3:]]
-        assert 0.15e9 < (stamps[-1] - stamps[0]) / 2 < 0.4e9, "idle frames at about 4 Hz"
+        assert min(b - a for a, b in zip(stamps, stamps[1:])) >= 0.249e9, stamps
 
