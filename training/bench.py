@@ -6,8 +6,10 @@
 One run times each model (teacher, student) on each engine present here (PyTorch, ONNX Runtime, TensorRT)
 in each precision the engine supports (FP32, FP16, INT8, mixed), at batch 1 and a larger batch, on real
 inputs (the bundled face photo and speech), and reports p50/p95 latency per call, per frame, and the
-speedup over the teacher at FP32 on the same engine and batch in the same run. What cannot run here is
-listed with the reason. Markdown and JSON go to --out with a description of the machine. On a Jetson with
+speedup over the teacher at FP32 on the same engine and batch in the same run. The measurements take turns
+(one call of each row per round), so a change of machine load during the run hits every row alike. What
+cannot run here is listed with the reason. Markdown and JSON go to --out with a description of the machine.
+On a Jetson with
 TensorRT, the same command gives the paper's Fig. 5 table (TensorRT rows).
 
 Models: --teacher/--student checkpoints; without --teacher a teacher with random weights stands in (latency
@@ -32,6 +34,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from lightlip_ros.engines import EngineError, EngineOptions
 from lightlip_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
@@ -101,15 +104,22 @@ def machine_description() -> dict:
             "platform": platform.platform(), "versions": versions}
 
 
-def time_engine(engine, mel: np.ndarray, face: np.ndarray, warmup: int, iterations: int) -> np.ndarray:
-    """Seconds per call over `iterations` timed calls after `warmup` untimed ones."""
-    for _ in range(warmup):
-        engine.infer(mel, face)
-    seconds = np.empty(iterations)
-    for index in range(iterations):
-        start = time.perf_counter()
-        engine.infer(mel, face)
-        seconds[index] = time.perf_counter() - start
+def time_rounds(cases, warmup: int, iterations: int, progress: bool = False) -> np.ndarray:
+    """(iterations, len(cases)) seconds per call; cases are (engine, mel, face).
+
+    The cases take turns, one call each per round, after `warmup` untimed calls each: a machine whose load
+    changes during the run (other processes, thermal limits) then slows every case alike instead of the
+    ones that happened to run at a bad moment.
+    """
+    for engine, mel, face in cases:
+        for _ in range(warmup):
+            engine.infer(mel, face)
+    seconds = np.empty((iterations, len(cases)))
+    for round_index in tqdm(range(iterations), desc="bench", unit="round", disable=not progress, leave=False):
+        for case_index, (engine, mel, face) in enumerate(cases):
+            start = time.perf_counter()
+            engine.infer(mel, face)
+            seconds[round_index, case_index] = time.perf_counter() - start
     return seconds
 
 
@@ -208,7 +218,7 @@ def run_bench(args) -> dict:
                                                                                          _CALIBRATION_FRAMES))
     work_dir = args.work_dir
     work_dir.mkdir(parents=True, exist_ok=True)
-    timings, skips, models = [], [], {}
+    cases, skips, models = [], [], {}
     for label in args.models:
         model, checkpoint, source = _model(label, args, work_dir)
         plan = QuantPlan.load(getattr(args, f"{label}_plan")) if getattr(args, f"{label}_plan") else None
@@ -221,16 +231,14 @@ def run_bench(args) -> dict:
         skips += skipped
         opened, skipped = open_engines(label, checkpoint, files, args.engines, batches, work_dir, args.threads)
         skips += skipped
-        for engine_name, precision, engine in opened:
-            for batch in batches:
-                mel = np.ascontiguousarray(samples.mel[:batch].numpy())
-                face = np.ascontiguousarray(samples.face[:batch].numpy())
-                seconds = time_engine(engine, mel, face, args.warmup, args.iterations)
-                timings.append(summarise(label, engine_name, precision, batch, seconds))
-                if not args.quiet:
-                    t = timings[-1]
-                    print(f"{label:>7} {engine_name:>11} {precision:>5} batch {batch:>2}: p50 {t.p50_ms:8.2f} ms "
-                          f"p95 {t.p95_ms:8.2f} ms ({t.per_frame_ms:.2f} ms/frame)", flush=True)
+        cases += [(label, engine_name, precision, engine, batch) for engine_name, precision, engine in opened
+                  for batch in batches]
+    inputs = {batch: (np.ascontiguousarray(samples.mel[:batch].numpy()),
+                      np.ascontiguousarray(samples.face[:batch].numpy())) for batch in batches}
+    seconds = time_rounds([(case[3], *inputs[case[4]]) for case in cases], args.warmup, args.iterations,
+                          progress=not args.quiet)
+    timings = [summarise(label, engine_name, precision, batch, seconds[:, index])
+               for index, (label, engine_name, precision, _, batch) in enumerate(cases)]
     add_speedups(timings)
     return {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": machine_description(),
@@ -263,7 +271,8 @@ def markdown(report: dict) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
     settings = report["settings"]
     lines = [f"Machine: {machine['cpu']}, {machine['usable_cores']} usable cores, GPU: {gpu}; {versions}.",
-             f"{settings['warmup']} warm-up + {settings['iterations']} timed calls per row, "
+             f"{settings['warmup']} warm-up + {settings['iterations']} timed calls per row (the rows take turns, "
+             f"one call each per round), "
              f"{settings['threads']} thread(s); inputs: {settings['inputs']}.", "",
              "| model | engine | precision | batch | p50 (ms) | p95 (ms) | ms/frame | frames/s "
              "| speedup vs teacher FP32 |",
@@ -328,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--work-dir", type=Path, default=Path("runs/bench/work"),
                         help="cache of ONNX files and engines (default: runs/bench/work)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench"), help="bench.md and bench.json go here")
-    parser.add_argument("--quiet", action="store_true", help="no line per measurement")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
