@@ -81,7 +81,10 @@ def ros_environment():
     env = dict(os.environ)
     env.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randrange(1, 100)))
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    os.environ.update({key: env[key] for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
+    # 512x512 frames do not fit Fast DDS's default shared-memory segment (docs/display.md).
+    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(ASSETS / "fastdds_localhost.xml"))
+    keys = ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")
+    os.environ.update({key: env[key] for key in keys})
     return env
 
 
@@ -174,7 +177,7 @@ def run(args):
                     raise DemoError(f"talking_face_node exited ({node_process.returncode}) while waiting for {what}; "
                                     f"its log: {log_path.read_text(errors='replace').strip().splitlines()[-1:]}")
                 if time.monotonic() > deadline:
-                    raise DemoError(f"timed out after {args.timeout:.0f} s waiting for {what}")
+                    raise DemoError(f"timed out after {args.timeout:.0f} s waiting for {what() if callable(what) else what}")
                 rclpy.spin_once(node, timeout_sec=0.02)
 
         try:
@@ -202,7 +205,10 @@ def run(args):
                 sent_at.append(time.monotonic())
             stream_end = stream_start + int(duration * 1e9)
             in_clip = lambda: [stamp for stamp in frames if stream_start <= stamp < stream_end]
-            spin_until(lambda: len(in_clip()) >= expected_frames, f"{expected_frames} frames")
+            spin_until(lambda: len(in_clip()) >= expected_frames,
+                       lambda: f"{expected_frames} frames (received {len(in_clip())}: {sorted(round((s - stream_start) / 4e7, 2) for s in in_clip())}; status: "
+                               f"{status['last'].state_name}, {status['last'].frames_published} published, "
+                               f"{status['last'].frames_dropped} dropped, last error: {status['last'].last_error!r})")
             feed_seconds = time.monotonic() - feed_start
             last_status = status["last"]
         finally:

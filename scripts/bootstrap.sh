@@ -44,8 +44,8 @@ if [ "${#missing_packages[@]}" -gt 0 ]; then
     die "missing system tools (${missing_packages[*]}): install them (e.g. sudo apt-get install ${missing_packages[*]}) and rerun"
   fi
 fi
-"$PYTHON_FOR_VENV" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null \
-  || die "$PYTHON_FOR_VENV is missing or older than 3.10; set PYTHON=/path/to/python3.10+"
+"$PYTHON_FOR_VENV" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+  || die "$PYTHON_FOR_VENV is missing or older than 3.11 (the pinned numpy/scipy/onnxruntime need it); set PYTHON=/path/to/python3.11+"
 
 # --- 2. Virtual environment and pinned requirements ----------------------------------------------
 if [ ! -x "$VENV/bin/python" ]; then

@@ -73,5 +73,7 @@ def student_checkpoint(tmp_path_factory):
 
 @pytest.fixture
 def node_env(ros_env, tmp_path_factory):
-    # ONNX exports of the test checkpoint are cached per test session, not in the user's home.
-    return dict(ros_env, XDG_CACHE_HOME=str(tmp_path_factory.getbasetemp() / "cache"))
+    # ONNX exports of the test checkpoint are cached per test session, not in the user's home; full-size
+    # frames travel whole through Fast DDS shared memory (see docs/display.md).
+    return dict(ros_env, XDG_CACHE_HOME=str(tmp_path_factory.getbasetemp() / "cache"),
+                FASTDDS_DEFAULT_PROFILES_FILE=str(ASSETS / "fastdds_localhost.xml"))

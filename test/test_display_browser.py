@@ -27,7 +27,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 PEERS = Path(__file__).resolve().parent / "peers"
 PEER = PEERS / "publish_face_stream.py"
 # Lets a publisher's shared memory carry full-size frames (see the file).
-LARGE_FRAMES_PROFILE = PEERS / "fastdds_large_frames.xml"
+LARGE_FRAMES_PROFILE = Path(__file__).resolve().parents[1] / "lightlip_ros" / "assets" / "fastdds_localhost.xml"
 SCREENSHOT_FOR_DOCS = REPO_ROOT / "docs" / "display-screenshot.png"
 SYNC_TOLERANCE_MS = 40.0
 

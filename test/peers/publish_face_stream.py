@@ -10,7 +10,7 @@ row of black/white blocks, so that a test can read which frame a screen shows (s
 
 It waits for a subscriber on face_frames (and audio_out) before the first frame, publishes --seconds
 of stream, prints "done", and stays up until interrupted. Full-size frames need the large shared-memory
-segment of fastdds_large_frames.xml (FASTDDS_DEFAULT_PROFILES_FILE), as the talking-face node does.
+segment of lightlip_ros/assets/fastdds_localhost.xml (FASTDDS_DEFAULT_PROFILES_FILE), as the talking-face node does.
 """
 import argparse
 import math
