@@ -11,7 +11,7 @@ import torch
 
 from lightlip_ros.audio import load_audio, mel_windows, melspectrogram
 from lightlip_ros.engines import EngineError, EngineOptions, select_engine
-from lightlip_ros.engines.onnx_export import ONNX_OPSET
+from lightlip_ros.engines.base import ONNX_OPSET
 from lightlip_ros.engines.onnxruntime_engine import OnnxRuntimeEngine, exported_onnx_path
 from lightlip_ros.engines.torch_engine import TorchEngine
 from lightlip_ros.face import FaceCache

@@ -24,7 +24,7 @@ from pathlib import Path
 import onnx
 
 from lightlip_ros.engines.base import EngineError
-from lightlip_ros.engines.onnx_export import META_ARCHITECTURE
+from lightlip_ros.engines.base import META_ARCHITECTURE
 from lightlip_ros.engines.tensorrt_engine import SIDECAR_FORMAT, SIDECAR_VERSION, cuda_device, sidecar_path
 from training.quant.export import layer_precisions, read_metadata
 

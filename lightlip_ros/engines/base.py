@@ -7,6 +7,14 @@ from typing import Optional
 import numpy as np
 
 MEL_SHAPE = (1, 80, 16)
+# The exported graph's interface (lightlip_ros.engines.onnx_export writes it; the ONNX Runtime and
+# TensorRT engines read it). Kept here so that running an .onnx or .engine file needs no torch.
+ONNX_OPSET = 17  # TensorRT 10.x (JetPack 6) and ONNX Runtime both run it
+INPUT_NAMES = ("mel", "face")
+OUTPUT_NAME = "frames"
+# Keys LightLip writes into the ONNX file's metadata_props.
+META_ARCHITECTURE = "lightlip.architecture"
+META_CONFIG = "lightlip.config"
 FACE_SHAPE = (6, 96, 96)
 FRAME_SHAPE = (3, 96, 96)
 

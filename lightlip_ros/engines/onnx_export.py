@@ -11,13 +11,9 @@ from pathlib import Path
 import onnx
 import torch
 
-ONNX_OPSET = 17  # TensorRT 10.x (JetPack 6) and ONNX Runtime both run it
-INPUT_NAMES = ("mel", "face")
-OUTPUT_NAME = "frames"
+from .base import INPUT_NAMES, META_ARCHITECTURE, META_CONFIG, ONNX_OPSET, OUTPUT_NAME
+
 MAX_BATCH = 4096
-# Keys LightLip writes into the ONNX file's metadata_props.
-META_ARCHITECTURE = "lightlip.architecture"
-META_CONFIG = "lightlip.config"
 
 
 def export_generator_onnx(model: torch.nn.Module, path, opset: int = ONNX_OPSET, **metadata) -> Path:

@@ -6,8 +6,8 @@ from typing import List, Optional
 
 import numpy as np
 
-from .base import EngineError, EngineOptions, InferenceEngine, first_line
-from .onnx_export import INPUT_NAMES, META_ARCHITECTURE, ONNX_OPSET
+from .base import (INPUT_NAMES, META_ARCHITECTURE, ONNX_OPSET, EngineError, EngineOptions, InferenceEngine,
+                   first_line)
 
 # Providers tried in this order when present in the installed onnxruntime build; CPU always works.
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")

@@ -16,8 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from .base import EngineError, EngineOptions, InferenceEngine, first_line
-from .onnx_export import INPUT_NAMES, OUTPUT_NAME
+from .base import INPUT_NAMES, OUTPUT_NAME, EngineError, EngineOptions, InferenceEngine, first_line
 
 SIDECAR_FORMAT = "lightlip-tensorrt-engine"
 SIDECAR_VERSION = 1
