@@ -17,17 +17,16 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import ASSETS, REPO_ROOT
 from ros_helpers import Process
 
 pytestmark = pytest.mark.ros
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-PEERS = Path(__file__).resolve().parent / "peers"
-PEER = PEERS / "publish_face_stream.py"
-# Lets a publisher's shared memory carry full-size frames (see the file).
-LARGE_FRAMES_PROFILE = Path(__file__).resolve().parents[1] / "lightlip_ros" / "assets" / "fastdds_localhost.xml"
+PEER = Path(__file__).resolve().parent / "peers" / "publish_face_stream.py"
+# Lets a publisher's shared memory carry full-size frames (see docs/display.md).
+LARGE_FRAMES_PROFILE = ASSETS / "fastdds_localhost.xml"
 SCREENSHOT_FOR_DOCS = REPO_ROOT / "docs" / "display-screenshot.png"
 SYNC_TOLERANCE_MS = 40.0
 

@@ -10,7 +10,8 @@ row of black/white blocks, so that a test can read which frame a screen shows (s
 
 It waits for a subscriber on face_frames (and audio_out) before the first frame, publishes --seconds
 of stream, prints "done", and stays up until interrupted. Full-size frames need the large shared-memory
-segment of lightlip_ros/assets/fastdds_localhost.xml (FASTDDS_DEFAULT_PROFILES_FILE), as the talking-face node does.
+segment of lightlip_ros/assets/fastdds_localhost.xml (FASTDDS_DEFAULT_PROFILES_FILE), as the
+talking-face node does.
 """
 import argparse
 import math
@@ -35,7 +36,7 @@ SAMPLE_RATE = 16000
 CODE_BITS = 16
 CODE_BLOCK = 16   # pixels per code block (square), drawn from the top-left corner
 CLICK_S = 0.010
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+FRAMES_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 AUDIO_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -95,7 +96,7 @@ def main():
 
     rclpy.init()
     node = rclpy.create_node("face_stream_publisher")
-    frames = node.create_publisher(Image, "face_frames", RELIABLE)
+    frames = node.create_publisher(Image, "face_frames", FRAMES_QOS)
     audio = node.create_publisher(AudioChunk, "audio_out", AUDIO_QOS)
     status = node.create_publisher(TalkStatus, "talk_status", LATCHED)
     face = cv2.resize(cv2.imread(str(FACE)), (512, 512))
