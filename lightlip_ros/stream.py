@@ -341,6 +341,9 @@ class TalkingFaceStream:
         self._stages: Dict[str, Deque[float]] = {
             name: collections.deque(maxlen=config.stats_window) for name in ("mel", "inference", "paste", "total")}
         self._limit = int(round(config.max_buffered_s * SAMPLE_RATE))
+        # librosa's first STFT costs over a second (lazy imports, JIT): pay it now, not on the first
+        # frame of the first utterance, which would otherwise reach the display late.
+        StreamingMel().push(np.zeros(4 * HALF_WINDOW, np.float32))
 
     def reconfigure(self, config: StreamConfig) -> None:
         """Applies new settings live: the face is prepared again for new face settings (no new

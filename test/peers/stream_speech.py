@@ -2,6 +2,7 @@
 to audio, then streams a speech file as AudioChunks of --chunk-ms at real time, as a microphone would.
 Prints the stamp of the first sample (ns) so the test can check frame stamps against it."""
 import argparse
+import sys
 import time
 
 import cv2
@@ -25,9 +26,9 @@ def main():
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--chunk-ms", type=float, default=20.0)
     parser.add_argument("--timeout", type=float, default=30.0)
-    args = parser.parse_args()
+    args = parser.parse_args(rclpy.utilities.remove_ros_args(sys.argv)[1:])
 
-    rclpy.init()
+    rclpy.init(args=sys.argv)  # --ros-args (e.g. a namespace) apply to this node
     node = rclpy.create_node("speech_streamer")
     face = node.create_publisher(Image, "face_image", LATCHED)
     audio = node.create_publisher(AudioChunk, "audio", QoSProfile(depth=100))
