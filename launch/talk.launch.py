@@ -11,14 +11,15 @@ from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 
 def generate_launch_description():
-    default_params = os.path.join(get_package_share_directory("lightlip_ros"), "config", "talk.yaml")
+    config = os.path.join(get_package_share_directory("lightlip_ros"), "config")
     namespace = LaunchConfiguration("namespace")
     arguments = [
         DeclareLaunchArgument("namespace", default_value="", description="Namespace of the nodes"),
-        DeclareLaunchArgument("params_file", default_value=default_params,
+        DeclareLaunchArgument("params_file", default_value=os.path.join(config, "talk.yaml"),
                               description="YAML parameters file (see config/talk.yaml)"),
         DeclareLaunchArgument("model", default_value="",
                               description="Generator checkpoint, .onnx or .engine; empty: the bundled student"),
@@ -30,8 +31,15 @@ def generate_launch_description():
                               description="sensor_msgs/Image of the face to animate"),
         DeclareLaunchArgument("face_frames_topic", default_value="face_frames",
                               description="sensor_msgs/Image output for the display"),
-        DeclareLaunchArgument("display", default_value="none",
-                              description="web: also start the browser display; none: only the node"),
+        DeclareLaunchArgument("display", default_value="none", choices=["web", "none"],
+                              description="web: also serve the browser display (face_display_node)"),
+        DeclareLaunchArgument("display_address", default_value="127.0.0.1",
+                              description="Address of the web display; 0.0.0.0 serves a kiosk on another machine"),
+        DeclareLaunchArgument("display_port", default_value="8765", description="0 picks a free port (logged)"),
+        DeclareLaunchArgument("display_delay_ms", default_value="400",
+                              description="The display shows frames and plays sound at stamp + this"),
+        DeclareLaunchArgument("fastdds_profile", default_value=os.path.join(config, "fastdds_large_frames.xml"),
+                              description="Fast DDS profile of the talking-face node; empty: Fast DDS's defaults"),
     ]
     talking_face = Node(
         package="lightlip_ros",
@@ -40,6 +48,7 @@ def generate_launch_description():
         namespace=namespace,
         output="screen",
         emulate_tty=True,
+        additional_env={"FASTDDS_DEFAULT_PROFILES_FILE": LaunchConfiguration("fastdds_profile")},
         parameters=[LaunchConfiguration("params_file"),
                     {"model_path": LaunchConfiguration("model"),
                      "engine": LaunchConfiguration("engine")}],
@@ -53,8 +62,14 @@ def generate_launch_description():
         name="face_display",
         namespace=namespace,
         output="screen",
-        parameters=[LaunchConfiguration("params_file")],
+        emulate_tty=True,
+        parameters=[LaunchConfiguration("params_file"),
+                    {"address": LaunchConfiguration("display_address"),
+                     "port": ParameterValue(LaunchConfiguration("display_port"), value_type=int),
+                     "presentation_delay_ms": ParameterValue(LaunchConfiguration("display_delay_ms"),
+                                                             value_type=int)}],
         remappings=[("face_frames", LaunchConfiguration("face_frames_topic"))],
+        # PythonExpression, not EqualsSubstitution: Humble's launch has no EqualsSubstitution.
         condition=IfCondition(PythonExpression(["'", LaunchConfiguration("display"), "' == 'web'"])),
     )
     return LaunchDescription(arguments + [talking_face, display])

@@ -348,7 +348,9 @@ class TalkingFaceNode(Node):
         if self.core is not None:
             engine = self.core.engine
             status.engine, status.engine_reason, status.precision = engine.name, self._engine_reason, engine.precision
-            status.model, status.architecture = engine.model_path, engine.architecture
+            # The file the user configured (or the fallback), not an ONNX export cached from it.
+            status.model = str(getattr(engine, "source_path", engine.model_path))
+            status.architecture = engine.architecture
             stats = self.core.stats()
             cutoff = time.monotonic() - 1.0 / self.get_parameter("status_rate").value
             self._recent_frames = [t for t in self._recent_frames if t >= cutoff]
