@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lightlip_ros.models import build_generator, load_generator, load_syncnet, save_generator
+from lightlip_ros.models import GeneratorWidths, build_generator, load_generator, load_syncnet, save_generator
 from lightlip_ros.models.checkpoint import CheckpointError
 
 from .losses import (FeatureAdapters, expert_sync_loss, feature_distillation_loss, output_distillation_loss,
@@ -99,11 +99,9 @@ class GeneratorRecipe(Recipe):
                 raise TrainingError(f"--init: {error}") from error
         else:
             widths = model_cfg.get("widths")
-            if isinstance(widths, (int, float)) and not isinstance(widths, bool):
-                from lightlip_ros.models import GeneratorWidths
-
-                widths = GeneratorWidths.scaled(float(widths)).to_dict()
             try:
+                if isinstance(widths, (int, float)) and not isinstance(widths, bool):
+                    widths = GeneratorWidths.scaled(float(widths)).to_dict()
                 generator = build_generator({"architecture": model_cfg["architecture"], "widths": widths})
             except (ValueError, TypeError) as error:
                 raise TrainingError(f"model: {error}") from error

@@ -16,6 +16,7 @@ Run directory layout:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -249,8 +250,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def weight_fingerprint(model: nn.Module) -> str:
     """A digest of every parameter and buffer, to check that all ranks hold the same weights."""
-    import hashlib
-
     digest = hashlib.sha256()
     for name, tensor in sorted(_unwrap(model).state_dict().items()):
         digest.update(name.encode())
