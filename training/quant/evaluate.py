@@ -29,7 +29,7 @@ from training.layout import DataError, read_filelist
 from .export import layer_precisions
 from .plan import FP16, INT8
 from .samples import SampleError
-from .sensitivity import psnr_db
+from .sensitivity import PSNR_CAP_DB, psnr_db
 
 
 @dataclass(frozen=True)
@@ -148,8 +148,9 @@ def quality_markdown(table, source: str) -> str:
              "| file | INT8 layers | FP16 layers | PSNR (dB) | SSIM | drop vs FP32 (dB) | PSNR vs FP32 output (dB) |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for row in table:
+        fidelity = "identical" if row.psnr_vs_fp32_db >= PSNR_CAP_DB else f"{row.psnr_vs_fp32_db:.2f}"
         lines.append(f"| {row.label} | {row.int8_layers} | {row.fp16_layers} | {row.psnr_db:.3f} | {row.ssim:.4f} | "
-                     f"{row.psnr_drop_db:+.3f} | {row.psnr_vs_fp32_db:.2f} |")
+                     f"{row.psnr_drop_db:+.3f} | {fidelity} |")
     return "\n".join(lines) + "\n"
 
 
