@@ -9,6 +9,8 @@ from conftest import ASSETS
 from lightlip_ros.models import save_generator, student
 from training.quant.cli import main
 from training.quant.export import layer_precisions
+from training.quant.samples import dataset_samples
+from training.synth import SynthConfig, generate_benchmark
 
 MEDIA = ["--face", str(ASSETS / "face.jpg"), "--audio", str(ASSETS / "speech.wav")]
 
@@ -60,3 +62,26 @@ def test_user_mistakes_exit_with_one_line(argv, message, checkpoint, tmp_path, c
     assert main(argv) == 1
     error = capsys.readouterr().err
     assert message in error and len(error.strip().splitlines()) == 1 and "Traceback" not in error
+
+
+def test_on_a_synthetic_benchmark(checkpoint, tmp_path):
+    """The data set path: calibration on train, ranking on val with the truth's mouth regions, the table on
+    test under lightlip-data eval's protocol."""
+    root = tmp_path / "synth"
+    generate_benchmark(root, SynthConfig(sentences=1, heldout_sentences=1, seed=11), workers=1,
+                       log=lambda *_: None, progress=False)
+    val = dataset_samples(root, "val", 10)
+    assert len(val) == 10 and (val.regions != torch.tensor([0, 48, 96, 96])).any(dim=1).all()
+    assert (val.regions[:, 1] >= 48).all()  # the lips box lies in the lower half
+
+    out = tmp_path / "quant"
+    assert main(["sensitivity", "--model", str(checkpoint), "--data", str(root), "--calib-samples", "10",
+                 "--eval-samples", "10", "--top-k", "1", "--batch-size", "5", "--out", str(out), "--quiet"]) == 0
+    plan = json.loads((out / "plan.json").read_text())
+    assert "/train (10 frames)" in plan["calibration"]["samples"] and "/val (10 frames)" in plan["evaluation"]["samples"]
+    assert main(["export", "--model", str(checkpoint), "--plan", str(out / "plan.json"), "--out", str(out / "onnx"),
+                 "--precisions", "fp32,mixed"]) == 0
+    assert main(["evaluate", "--onnx-dir", str(out / "onnx"), "--data", str(root), "--quiet"]) == 0
+    quality = json.loads((out / "onnx" / "quality.json").read_text())
+    assert "split `test`" in quality["source"] and [row["label"] for row in quality["files"]] == ["fp32", "mixed"]
+    assert 0 < quality["files"][1]["psnr_vs_fp32_db"] < 200
