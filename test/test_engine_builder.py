@@ -2,12 +2,14 @@
 engines needs TensorRT and an NVIDIA GPU, so those tests skip where the `tensorrt` module is absent."""
 import importlib.util
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import ASSETS
+from conftest import ASSETS, REPO_ROOT
 from lightlip_ros.engines import EngineError, select_engine
 from lightlip_ros.engines.tensorrt_engine import (SIDECAR_FORMAT, TensorRTEngine, compatibility_problem,
                                                   read_sidecar, sidecar_path)
@@ -129,3 +131,21 @@ def test_engine_for_another_tensorrt_is_refused(onnx_files, tmp_path):
         TensorRTEngine(engine_path)
     engine, reason = select_engine(engine_path, fallback_model=files["fp16"])
     assert engine.name == "onnxruntime" and "9.9.9" in reason
+
+
+def test_builder_and_engine_load_without_torch(tmp_path):
+    """A robot may have TensorRT but no PyTorch: the builder and the engine must not import torch."""
+    script = (
+        "import sys\n"
+        "class NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n"
+        "            raise ImportError('torch is not installed')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "import lightlip_ros.engines.tensorrt_engine\n"
+        "from training.engine_builder import main\n"
+        f"sys.exit(main([{str(tmp_path / 'missing.onnx')!r}]))\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert "no such ONNX file" in result.stderr and "Traceback" not in result.stderr

@@ -19,8 +19,8 @@ from lightlip_ros.models import student
 from training.quant.calibration import collect_activation_stats, model_fingerprint
 from training.quant.emulation import emulate_int8, quantize_layers
 from training.quant.evaluate import evaluate_files, media_clip
-from training.quant.export import (ExportError, export_precisions, insert_qdq, layer_precisions, name_layers,
-                                   read_metadata)
+from training.quant.export import ExportError, export_precisions, insert_qdq, name_layers
+from training.quant.graph import layer_precisions, read_metadata
 from training.quant.layers import fold_batchnorm, quantizable_layers
 from training.quant.numerics import fake_quantize, quantize_weight, scale_from_amax
 from training.quant.plan import QuantPlan

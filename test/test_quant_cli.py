@@ -8,7 +8,7 @@ import torch
 from conftest import ASSETS
 from lightlip_ros.models import save_generator, student
 from training.quant.cli import main
-from training.quant.export import layer_precisions
+from training.quant.graph import layer_precisions
 from training.quant.samples import dataset_samples
 from training.synth import SynthConfig, generate_benchmark
 

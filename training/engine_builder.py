@@ -23,10 +23,9 @@ from pathlib import Path
 
 import onnx
 
-from lightlip_ros.engines.base import EngineError
-from lightlip_ros.engines.base import META_ARCHITECTURE
+from lightlip_ros.engines.base import META_ARCHITECTURE, EngineError
 from lightlip_ros.engines.tensorrt_engine import SIDECAR_FORMAT, SIDECAR_VERSION, cuda_device, sidecar_path
-from training.quant.export import layer_precisions, read_metadata
+from training.quant.graph import layer_precisions, read_metadata
 
 TYPINGS = ("auto", "strong", "weak")
 # Layers that carry no arithmetic of their own: never given a precision constraint in a weak build.

@@ -26,7 +26,7 @@ from training.dataset import training_mel_start
 from training.evaluate import EvalClip, clip_metrics, generate_clip, load_eval_clip, mouth_region
 from training.layout import DataError, read_filelist
 
-from .export import layer_precisions
+from .graph import layer_precisions
 from .plan import FP16, INT8
 from .samples import SampleError
 from .sensitivity import PSNR_CAP_DB, psnr_db

@@ -30,15 +30,13 @@ from lightlip_ros.engines.onnx_export import export_generator_onnx
 
 from .calibration import model_fingerprint
 from .emulation import LayerQuantization, quantize_layers
+from .graph import CONV_OPS, FP32, METADATA_PREFIX, layer_precisions
 from .layers import fold_batchnorm, quantizable_layers
 from .plan import FP16, INT8, QuantPlan
 
-FP32 = "fp32"
 MIXED = "mixed"
 PRECISIONS = (FP32, FP16, INT8, MIXED)
 QDQ_OPSET = 19  # first opset whose QuantizeLinear/DequantizeLinear take float16 scales
-CONV_OPS = ("Conv", "ConvTranspose")
-METADATA_PREFIX = "lightlip."
 
 
 class ExportError(ValueError):
@@ -262,37 +260,6 @@ def _set_metadata(model: onnx.ModelProto, folded: nn.Module, precision: str, pla
     properties = {prop.key: prop.value for prop in model.metadata_props}  # the exporter's (architecture, config)
     properties.update({METADATA_PREFIX + key: value for key, value in values.items()})
     onnx.helper.set_model_props(model, properties)
-
-
-def read_metadata(model: onnx.ModelProto) -> dict:
-    """The lightlip.* metadata export writes, without the prefix."""
-    return {prop.key[len(METADATA_PREFIX):]: prop.value for prop in model.metadata_props
-            if prop.key.startswith(METADATA_PREFIX)}
-
-
-def layer_precisions(model: onnx.ModelProto) -> dict:
-    """{layer: {"op", "precision", "weights"}} read from the graph itself: int8 when the convolution's
-    input comes out of Q->DQ and its weights out of DQ of INT8 data; otherwise the dtype of its weights."""
-    graph = model.graph
-    producers = {output: node for node in graph.node for output in node.output}
-    dtypes = {init.name: init.data_type for init in graph.initializer}
-    result = {}
-    for node in graph.node:
-        if node.op_type not in CONV_OPS:
-            continue
-        activation, weight = producers.get(node.input[0]), producers.get(node.input[1])
-        activation_qdq = (activation is not None and activation.op_type == "DequantizeLinear"
-                          and producers.get(activation.input[0]) is not None
-                          and producers[activation.input[0]].op_type == "QuantizeLinear")
-        weight_int8 = (weight is not None and weight.op_type == "DequantizeLinear"
-                       and dtypes.get(weight.input[0]) == TensorProto.INT8)
-        if activation_qdq and weight_int8:
-            precision, weights = INT8, "int8"
-        else:
-            weights = helper.tensor_dtype_to_np_dtype(dtypes.get(node.input[1], TensorProto.FLOAT)).name
-            precision = {"float16": FP16, "float32": FP32}.get(weights, weights)
-        result[node.name] = {"op": node.op_type, "precision": precision, "weights": weights}
-    return result
 
 
 def precision_report(models: Mapping[str, onnx.ModelProto]) -> dict:
