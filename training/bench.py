@@ -40,6 +40,7 @@ from lightlip_ros.engines import EngineError, EngineOptions
 from lightlip_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 from lightlip_ros.engines.torch_engine import TorchEngine
 from lightlip_ros.models import CheckpointError, load_generator, save_generator, wav2lip_teacher
+from training.layout import atomic_write_json, atomic_write_text
 from training.quant.calibration import collect_activation_stats, model_fingerprint
 from training.quant.export import FP32, MIXED, PRECISIONS, ExportError, export_precisions
 from training.quant.layers import fold_batchnorm, quantizable_layers
@@ -352,9 +353,9 @@ def main(argv=None) -> int:
         print(f"lightlip-bench: error: {error.filename or ''}: {error.strerror}", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
+    atomic_write_json(args.out / "bench.json", report)
     table = markdown(report)
-    (args.out / "bench.md").write_text(table)
+    atomic_write_text(args.out / "bench.md", table)
     print(table, end="")
     return 0
 

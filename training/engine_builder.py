@@ -17,6 +17,7 @@ import argparse
 import datetime
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ import onnx
 
 from lightlip_ros.engines.base import META_ARCHITECTURE, EngineError
 from lightlip_ros.engines.tensorrt_engine import SIDECAR_FORMAT, SIDECAR_VERSION, cuda_device, sidecar_path
+from training.layout import atomic_write_json
 from training.quant.graph import layer_precisions, read_metadata
 
 TYPINGS = ("auto", "strong", "weak")
@@ -84,7 +86,9 @@ def build_engine(onnx_path, engine_path=None, timing_cache=None, opt_batch: int 
         raise BuildError("; ".join(failures))
 
     engine_path.parent.mkdir(parents=True, exist_ok=True)
-    engine_path.write_bytes(serialized)
+    partial = engine_path.with_name(engine_path.name + ".partial")
+    partial.write_bytes(serialized)
+    os.replace(partial, engine_path)
     layers = engine_layers(trt, logger, serialized)
     metadata = read_metadata(model)
     counts = {}
@@ -109,7 +113,7 @@ def build_engine(onnx_path, engine_path=None, timing_cache=None, opt_batch: int 
         "build_seconds": round(time.monotonic() - started, 1),
         "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    sidecar_path(engine_path).write_text(json.dumps(sidecar, indent=1) + "\n")
+    atomic_write_json(sidecar_path(engine_path), sidecar)
     return sidecar
 
 

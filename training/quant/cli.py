@@ -13,7 +13,6 @@ runs those files in ONNX Runtime on the held-out split and writes the quality ta
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 from lightlip_ros.audio import AudioError
 from lightlip_ros.face import FaceImageError
 from lightlip_ros.models import CheckpointError, load_generator
+from training.layout import atomic_write_json, atomic_write_text
 
 from .calibration import DEFAULT_PERCENTILE, METHODS
 from .evaluate import dataset_clips, evaluate_files, media_clip, quality_json, quality_markdown
@@ -128,7 +128,7 @@ def run_sensitivity(args) -> None:
                      cache_dir=args.out / "cache", batch_size=args.batch_size, model_path=str(args.model),
                      progress=not args.quiet)
     plan.save(args.out / "plan.json")
-    (args.out / "sensitivity.md").write_text(plan.markdown())
+    atomic_write_text(args.out / "sensitivity.md", plan.markdown())
     final = plan.steps[-1]
     print(f"FP16 layers ({len(plan.fp16_layers)} of {len(plan.layers)}): {', '.join(plan.fp16_layers) or 'none'}")
     print(f"INT8 everywhere: {plan.steps[0]['psnr_drop_db']:+.3f} dB, mixed: {final['psnr_drop_db']:+.3f} dB "
@@ -164,8 +164,8 @@ def run_evaluate(args) -> None:
     out = args.out or args.onnx_dir
     out.mkdir(parents=True, exist_ok=True)
     markdown = quality_markdown(table, source)
-    (out / "quality.md").write_text(markdown)
-    (out / "quality.json").write_text(json.dumps({"source": source, "files": quality_json(table)}, indent=1) + "\n")
+    atomic_write_text(out / "quality.md", markdown)
+    atomic_write_json(out / "quality.json", {"source": source, "files": quality_json(table)})
     print(markdown, end="")
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Mapping
@@ -27,6 +28,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from lightlip_ros.engines.onnx_export import export_generator_onnx
+from training.layout import atomic_write_json, atomic_write_text
 
 from .calibration import model_fingerprint
 from .emulation import LayerQuantization, quantize_layers
@@ -72,11 +74,13 @@ def export_precisions(model: nn.Module, out_dir, plan: QuantPlan | None = None, 
         _set_metadata(graph, folded, precision, plan if precision in (INT8, MIXED) else None)
         path = out_dir / f"{stem}.{precision}.onnx"
         onnx.checker.check_model(graph, full_check=True)
-        onnx.save(graph, str(path))
+        partial = path.with_name(path.name + ".partial")
+        onnx.save(graph, str(partial))
+        os.replace(partial, path)  # a killed export never leaves a half-written file under the real name
         written[precision] = path
     report = precision_report({precision: onnx.load(str(path)) for precision, path in written.items()})
-    (out_dir / f"{stem}.precision.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out_dir / f"{stem}.precision.md").write_text(precision_report_markdown(report))
+    atomic_write_json(out_dir / f"{stem}.precision.json", report)
+    atomic_write_text(out_dir / f"{stem}.precision.md", precision_report_markdown(report))
     return written
 
 
