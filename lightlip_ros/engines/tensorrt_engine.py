@@ -224,7 +224,8 @@ class TensorRTEngine(InferenceEngine):
         # Copies from pageable host memory return once the data is staged, so the arrays may go afterwards.
         for name, array in ((self._mel_name, mel_windows), (self._face_name, face_inputs)):
             array = np.ascontiguousarray(array, dtype=self._dtypes[name])
-            self._context.set_input_shape(name, array.shape)
+            if not self._context.set_input_shape(name, array.shape):
+                raise EngineError(f"tensorrt: {Path(self.model_path).name} rejects {name} of shape {array.shape}")
             self._io.upload(self._buffers[name], array)
         if not self._context.execute_async_v3(self._io.handle):
             raise EngineError(f"tensorrt: {Path(self.model_path).name} failed to run a batch of {batch}")
@@ -236,7 +237,10 @@ class TensorRTEngine(InferenceEngine):
     def __del__(self):
         io = getattr(self, "_io", None)
         if io is not None:
-            io.release()
+            try:
+                io.release()
+            except Exception:  # at interpreter exit the CUDA bindings may already be gone; the OS frees it all
+                pass
 
     def describe(self) -> str:
         return f"tensorrt {self.precision} {self.architecture} on GPU (max batch {self.max_batch}, " \
