@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import cv2
 import numpy as np
 import onnx
 import onnxruntime
@@ -21,14 +20,13 @@ import torch
 from tqdm import tqdm
 
 from lightlip_ros.audio import FPS, MEL_STEP_SIZE, SAMPLE_RATE, load_audio, melspectrogram
-from lightlip_ros.face import FaceCache
 from training.dataset import training_mel_start
 from training.evaluate import EvalClip, clip_metrics, generate_clip, load_eval_clip, mouth_region
 from training.layout import DataError, read_filelist
 
 from .graph import layer_precisions
 from .plan import FP16, INT8
-from .samples import SampleError
+from .samples import SampleError, face_input
 from .sensitivity import PSNR_CAP_DB, psnr_db
 
 
@@ -81,14 +79,7 @@ def dataset_clips(root, split: str, max_clips: int | None = None):
 def media_clip(image_path, audio_path, limit: int | None = None) -> EvalClip:
     """A clip made of one face image held still over a speech recording (no mouth truth: the benchmark
     then measures the lower half of the crop)."""
-    image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise SampleError(f"{image_path}: not a readable image")
-    faces = FaceCache()
-    update = faces.set_face(image)
-    if not update.ok:
-        raise SampleError(f"{image_path}: {update.note}")
-    crop = np.rint(faces.face.model_input[3:] * 255.0).astype(np.uint8).transpose(1, 2, 0)
+    crop = np.rint(face_input(image_path)[3:] * 255.0).astype(np.uint8).transpose(1, 2, 0)
     wav = load_audio(audio_path)
     mel = melspectrogram(wav)
     count = int(len(wav) / SAMPLE_RATE * FPS)

@@ -26,6 +26,19 @@ class SampleError(ValueError):
     """Samples that cannot be loaded; one readable line."""
 
 
+def face_input(image_path) -> np.ndarray:
+    """The (6, 96, 96) generator input of the face in an image, found and cropped as the node does
+    (lightlip_ros.face): the crop with its lower half masked, then the crop itself."""
+    image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise SampleError(f"{image_path}: not a readable image")
+    faces = FaceCache()
+    update = faces.set_face(image)
+    if not update.ok:
+        raise SampleError(f"{image_path}: {update.note}")
+    return faces.face.model_input
+
+
 @dataclass(frozen=True)
 class SampleSet:
     """mel (N,1,80,16), face (N,6,96,96) and target (N,3,96,96) float32 tensors; regions (N,4) int64: each
@@ -73,22 +86,15 @@ class SampleSet:
     def from_media(cls, image_path, audio_path, limit: int | None = None) -> "SampleSet":
         """One sample per video frame of a speech recording, all on the face of one image.
 
-        The face is found and cropped as the node does (lightlip_ros.face); its crop is the target, and the
-        generator input is the crop with its lower half masked plus the crop as reference.
+        The face's crop (see face_input) is the target of every frame. Without mouth ground truth, quality is
+        measured over the lower half of the crop.
         """
-        image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise SampleError(f"{image_path}: not a readable image")
-        faces = FaceCache()
-        update = faces.set_face(image)
-        if not update.ok:
-            raise SampleError(f"{image_path}: {update.note}")
         wav = load_audio(audio_path)
         frames = int(len(wav) / SAMPLE_RATE * FPS)
         if limit is not None:
             frames = min(frames, limit)
         windows = mel_windows(melspectrogram(wav), frames)
-        face = torch.from_numpy(np.array(faces.face.model_input))
+        face = torch.from_numpy(np.array(face_input(image_path)))
         return cls(mel=torch.from_numpy(windows).unsqueeze(1).float(),
                    face=face.expand(frames, -1, -1, -1).contiguous(),
                    target=face[3:].expand(frames, -1, -1, -1).contiguous(),
