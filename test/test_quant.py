@@ -249,3 +249,10 @@ def test_export_refuses_a_plan_made_for_other_weights(model, plan, tmp_path):
         export_precisions(other, tmp_path, plan, precisions=("mixed",))
     with pytest.raises(ExportError, match="need a plan"):
         export_precisions(model, tmp_path, None, precisions=("int8",))
+
+
+def test_onnxruntime_engine_reports_each_files_precision(exported):
+    from lightlip_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
+
+    for precision, path in exported.items():
+        assert OnnxRuntimeEngine(path).precision == precision, path

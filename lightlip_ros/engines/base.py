@@ -15,6 +15,7 @@ OUTPUT_NAME = "frames"
 # Keys LightLip writes into the ONNX file's metadata_props.
 META_ARCHITECTURE = "lightlip.architecture"
 META_CONFIG = "lightlip.config"
+META_PRECISION = "lightlip.precision"  # written by lightlip-quant export: fp32, fp16, int8 or mixed
 FACE_SHAPE = (6, 96, 96)
 FRAME_SHAPE = (3, 96, 96)
 

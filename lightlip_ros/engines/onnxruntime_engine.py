@@ -6,8 +6,8 @@ from typing import List, Optional
 
 import numpy as np
 
-from .base import (INPUT_NAMES, META_ARCHITECTURE, ONNX_OPSET, EngineError, EngineOptions, InferenceEngine,
-                   first_line)
+from .base import (INPUT_NAMES, META_ARCHITECTURE, META_PRECISION, ONNX_OPSET, EngineError, EngineOptions,
+                   InferenceEngine, first_line)
 
 # Providers tried in this order when present in the installed onnxruntime build; CPU always works.
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -29,9 +29,13 @@ def file_sha256(path: Path) -> str:
 
 
 def onnx_precision(model) -> str:
-    """"int8" (Q/DQ or integer ops), "fp16" (half tensors), "mixed" (both) or "fp32" for an ONNX ModelProto."""
+    """"int8", "fp16", "mixed" or "fp32" for an ONNX ModelProto: what lightlip-quant export recorded, else
+    read from the graph (Q/DQ or integer ops: int8; half tensors: fp16; both: mixed)."""
     import onnx
 
+    recorded = {prop.key: prop.value for prop in model.metadata_props}.get(META_PRECISION)
+    if recorded in ("fp32", "fp16", "int8", "mixed"):
+        return recorded
     quantized = any(node.op_type in _QUANTIZED_OPS for node in model.graph.node)
     half = any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer) or any(
         value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
