@@ -2,7 +2,7 @@
 import importlib
 import importlib.util
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Tuple
 
 from .base import EngineError, EngineOptions, InferenceEngine
 
