@@ -141,10 +141,11 @@ def write_strip(frames, face_box, path, count=8):
 
 def run(args):
     import rclpy
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from rclpy.qos import QoSProfile
 
     from lightlip_msgs.msg import AudioChunk, TalkStatus
     from lightlip_ros.image_msgs import bgr_to_image, image_to_bgr
+    from lightlip_ros.ros_common import LATCHED
     from sensor_msgs.msg import Image
 
     face = read_face(args.face)
@@ -159,16 +160,14 @@ def run(args):
         node_process = start_node(args, env, log_path)
         rclpy.init()
         node = rclpy.create_node("lightlip_demo")
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        face_publisher = node.create_publisher(Image, "face_image", latched)
+        face_publisher = node.create_publisher(Image, "face_image", LATCHED)
         audio_publisher = node.create_publisher(AudioChunk, "audio", QoSProfile(depth=200))
         frames, status = {}, {}
         node.create_subscription(
             Image, "face_frames",
             lambda m: frames.__setitem__(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec, (m, time.monotonic())),
             QoSProfile(depth=200))
-        node.create_subscription(TalkStatus, "talk_status", lambda m: status.__setitem__("last", m), latched)
+        node.create_subscription(TalkStatus, "talk_status", lambda m: status.__setitem__("last", m), LATCHED)
 
         def spin_until(predicate, what):
             deadline = time.monotonic() + args.timeout

@@ -22,13 +22,14 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
 
 from lightlip_msgs.msg import AudioChunk, TalkStatus
 from lightlip_ros.display import DisplayServer, ServerStartError
 from lightlip_ros.image_msgs import ImageFormatError, image_to_bgr
 from lightlip_ros.pcm import PcmError, check_sample_rate, decode_pcm
+from lightlip_ros.ros_common import LATCHED, stamp_seconds
 from sensor_msgs.msg import Image
 
 NODE_NAME = "face_display"
@@ -39,8 +40,6 @@ DEFAULT_PORT = 8765
 # 40 ms chunks. Status: latched like the talking-face node publishes it, so a display started later
 # shows the current status at once.
 AUDIO_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 # Browsers' Web Audio API plays sample rates from 3 kHz (AudioContext.createBuffer).
 BROWSER_MIN_SAMPLE_RATE = 3000
@@ -57,10 +56,6 @@ def browser_audio(msg: AudioChunk) -> np.ndarray:
         raise PcmError(f"sample rate {rate} Hz is below what browsers play ({BROWSER_MIN_SAMPLE_RATE} Hz)")
     mono, _ = decode_pcm(bytes(msg.data), msg.sample_format, msg.channels)
     return mono
-
-
-def stamp_seconds(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
 
 
 class FaceDisplayNode(Node):
@@ -90,7 +85,7 @@ class FaceDisplayNode(Node):
             audio = self.create_subscription(AudioChunk, "audio_out", self._on_audio, AUDIO_QOS,
                                              qos_overriding_options=overrides)
             topics.append(f"audio {audio.topic_name}")
-        status = self.create_subscription(TalkStatus, "talk_status", self._on_talk_status, STATUS_QOS)
+        status = self.create_subscription(TalkStatus, "talk_status", self._on_talk_status, LATCHED)
         topics.append(f"status {status.topic_name}")
 
         self._server.start()

@@ -21,11 +21,12 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from lightlip_msgs.msg import AudioChunk, TalkStatus
 from lightlip_msgs.srv import SetFace
 from lightlip_ros.image_msgs import ImageFormatError, bgr_to_image, image_to_bgr
+from lightlip_ros.ros_common import LATCHED, stamp_from_seconds, stamp_seconds
 from sensor_msgs.msg import Image
 
 BUNDLED_MODEL = Path(__file__).resolve().parent / "assets" / "student.pt"
@@ -36,7 +37,6 @@ STATE_NAMES = {TalkStatus.STATE_WAITING_FOR_FACE: "waiting_for_face", TalkStatus
 # A "latched" face image (reliable, transient local) reaches a node started later; a best-effort
 # volatile subscription also matches camera drivers that publish with sensor-data QoS. Both listen on
 # face_image; an image delivered twice is recognised by its hash and costs nothing.
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 AUDIO_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 FRAMES_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -72,17 +72,6 @@ PARAMETERS = {
     "status_rate": (1.0, _descriptor("TalkStatus and diagnostics rate (Hz)", read_only=True,
                                      float_range=(0.1, 10.0))),
 }
-
-
-def _seconds(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
-def _stamp(node_time_s: float):
-    from builtin_interfaces.msg import Time
-
-    nanoseconds = int(round(node_time_s * 1e9))
-    return Time(sec=nanoseconds // 10**9, nanosec=nanoseconds % 10**9)
 
 
 class InputErrors:
@@ -198,7 +187,7 @@ class TalkingFaceNode(Node):
         if self.core is None:
             self._errors.reject("audio", "audio chunk ignored: no inference engine is loaded")
             return
-        stamp = _seconds(msg.header.stamp)
+        stamp = stamp_seconds(msg.header.stamp)
         try:
             # A zero stamp (publisher did not fill it) continues the stream, or starts one now.
             self.core.push_audio(bytes(msg.data), stamp_s=stamp if stamp > 0 else None,
@@ -320,7 +309,7 @@ class TalkingFaceNode(Node):
 
     def _publish_frame(self, frame):
         header = Image().header
-        header.stamp, header.frame_id = _stamp(frame.stamp_s), self._frame_id
+        header.stamp, header.frame_id = stamp_from_seconds(frame.stamp_s), self._frame_id
         if frame.audio is not None and frame.audio.size:
             chunk = AudioChunk(sample_rate=16000, channels=1, sample_format=AudioChunk.FORMAT_S16LE)
             chunk.header = header
@@ -338,7 +327,7 @@ class TalkingFaceNode(Node):
     def _status(self):
         status = TalkStatus()
         now = self._now_s()
-        status.header.stamp = _stamp(now)
+        status.header.stamp = stamp_from_seconds(now)
         status.state = self._state()
         status.state_name = STATE_NAMES[status.state]
         status.model = self._model_path
@@ -368,7 +357,7 @@ class TalkingFaceNode(Node):
             status.inputs_rejected = self._errors.count
         status.last_error = last_error
         if last_error_time is not None:
-            status.last_error_stamp = _stamp(last_error_time)
+            status.last_error_stamp = stamp_from_seconds(last_error_time)
         return status
 
     def _publish_status(self):

@@ -9,8 +9,6 @@ from lightlip_msgs.msg import AudioChunk, TalkStatus
 from ros_helpers import Process, console_script
 from sensor_msgs.msg import Image
 
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def start_node(env, log_path, *ros_args):

@@ -6,7 +6,8 @@ import yaml
 from rcl_interfaces.srv import GetParameters
 
 from lightlip_msgs.msg import TalkStatus
-from node_helpers import LATCHED, Watcher, start_node
+from lightlip_ros.ros_common import LATCHED
+from node_helpers import Watcher, start_node
 from sensor_msgs.msg import Image
 
 pytestmark = pytest.mark.ros

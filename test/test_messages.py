@@ -5,18 +5,16 @@ import cv2
 import numpy as np
 import pytest
 import soundfile
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from conftest import ASSETS
 from lightlip_msgs.msg import AudioChunk, TalkStatus
 from lightlip_msgs.srv import SetFace
 from lightlip_ros.image_msgs import image_to_bgr
+from lightlip_ros.ros_common import LATCHED
 from ros_helpers import Process, spin_until
 from sensor_msgs.msg import Image
 
 pytestmark = pytest.mark.ros
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def test_interfaces_have_documented_constants():

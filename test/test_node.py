@@ -6,7 +6,8 @@ import pytest
 
 from conftest import ASSETS
 from lightlip_msgs.msg import AudioChunk, TalkStatus
-from node_helpers import LATCHED, Watcher, start_node
+from lightlip_ros.ros_common import LATCHED
+from node_helpers import Watcher, start_node
 from ros_helpers import Process
 
 pytestmark = pytest.mark.ros

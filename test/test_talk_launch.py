@@ -14,7 +14,7 @@ from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 
 from lightlip_msgs.msg import TalkStatus  # noqa: E402
-from node_helpers import LATCHED  # noqa: E402
+from lightlip_ros.ros_common import LATCHED  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

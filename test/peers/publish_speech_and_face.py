@@ -6,14 +6,12 @@ import cv2
 import rclpy
 import soundfile
 from rclpy.executors import ExternalShutdownException
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from lightlip_msgs.msg import AudioChunk
 from lightlip_ros.image_msgs import bgr_to_image
+from lightlip_ros.ros_common import LATCHED
 from sensor_msgs.msg import Image
 
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def main():

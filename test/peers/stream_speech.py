@@ -8,15 +8,14 @@ import time
 import cv2
 import numpy as np
 import rclpy
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile
 
 from lightlip_msgs.msg import AudioChunk
 from lightlip_ros.audio import load_audio
 from lightlip_ros.image_msgs import bgr_to_image
+from lightlip_ros.ros_common import LATCHED
 from sensor_msgs.msg import Image
 
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def main():
