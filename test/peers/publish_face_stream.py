@@ -23,12 +23,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import rclpy
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from rclpy.utilities import remove_ros_args
 
 from lightlip_msgs.msg import AudioChunk, TalkStatus
 from lightlip_ros.image_msgs import bgr_to_image
+from lightlip_ros.ros_common import LATCHED
 from sensor_msgs.msg import Image
 
 FACE = Path(__file__).resolve().parents[2] / "lightlip_ros" / "assets" / "face.jpg"
@@ -38,7 +39,6 @@ CODE_BLOCK = 16   # pixels per code block (square), drawn from the top-left corn
 CLICK_S = 0.010
 FRAMES_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 AUDIO_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def stamp_code(stamp_ns):
