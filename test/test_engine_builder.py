@@ -120,6 +120,22 @@ def test_built_engine_runs_and_describes_itself(onnx_files, precision, tmp_path)
 
 
 @needs_tensorrt
+def test_weakly_typed_build_keeps_the_plans_precisions(onnx_files, tmp_path):
+    """The TensorRT 10.x fallback: float32-carrier graph, FP16/INT8 flags and per-layer constraints."""
+    import tensorrt
+
+    if int(tensorrt.__version__.split(".")[0]) >= 11:
+        pytest.skip(f"TensorRT {tensorrt.__version__} has no weak typing (removed in 11)")
+    files, samples = onnx_files
+    engine_path = tmp_path / "generator.mixed.weak.engine"
+    sidecar = build_engine(files["mixed"], engine_path, typing="weak", max_batch=2)
+    assert sidecar["typing"] == "weak"
+    assert {"int8", "fp16"} <= {layer["precision"] for layer in sidecar["layers"]}
+    frames = TensorRTEngine(engine_path).infer(samples.mel[:2].numpy(), samples.face[:2].numpy())
+    assert frames.shape == (2, 3, 96, 96) and np.isfinite(frames).all()
+
+
+@needs_tensorrt
 def test_engine_for_another_tensorrt_is_refused(onnx_files, tmp_path):
     files, _ = onnx_files
     engine_path = tmp_path / "generator.fp16.engine"

@@ -20,7 +20,7 @@ from training.quant.calibration import collect_activation_stats, model_fingerpri
 from training.quant.emulation import emulate_int8, quantize_layers
 from training.quant.evaluate import evaluate_files, media_clip
 from training.quant.export import ExportError, export_precisions, insert_qdq, name_layers
-from training.quant.graph import layer_precisions, read_metadata
+from training.quant.graph import float32_carrier, layer_precisions, read_metadata
 from training.quant.layers import fold_batchnorm, quantizable_layers
 from training.quant.numerics import fake_quantize, quantize_weight, scale_from_amax
 from training.quant.plan import QuantPlan
@@ -204,6 +204,39 @@ def test_fp16_file_holds_fp16_weights_and_float32_io(exported):
                     for out in node.output}
     assert {v.type.tensor_type.elem_type for v in inferred.graph.value_info if v.name in conv_outputs} == {
         TensorProto.FLOAT16}
+
+
+def test_float32_carrier_keeps_the_int8_layers_and_drops_every_float16(model, plan, exported, samples):
+    """The graph a TensorRT 10.x weakly typed build reads: same Q/DQ and INT8 weights, no float16 left."""
+    feed = {"mel": samples.mel.numpy(), "face": samples.face.numpy()}
+    folded = fold_batchnorm(model)
+    half_rounded = fold_batchnorm(model)
+    with torch.no_grad():
+        for parameter in half_rounded.parameters():
+            parameter.copy_(parameter.half().float())
+    for precision in ("fp16", "int8", "mixed"):
+        model = onnx.load(str(exported[precision]))
+        carrier = float32_carrier(model)
+        onnx.checker.check_model(carrier, full_check=True)
+        originals = {init.name: init for init in model.graph.initializer}
+        for init in carrier.graph.initializer:
+            original = originals.pop(init.name)
+            assert init.data_type == (TensorProto.FLOAT if original.data_type == TensorProto.FLOAT16
+                                      else original.data_type)
+            np.testing.assert_array_equal(numpy_helper.to_array(init), numpy_helper.to_array(original))
+        assert not originals
+        tensors = list(carrier.graph.value_info) + list(carrier.graph.input) + list(carrier.graph.output)
+        assert TensorProto.FLOAT16 not in {value.type.tensor_type.elem_type for value in tensors}
+        assert {node.op_type for node in model.graph.node} == {node.op_type for node in carrier.graph.node}
+        want = {name: "fp32" if layer["precision"] == "fp16" else layer["precision"]
+                for name, layer in layer_precisions(model).items()}
+        assert {name: layer["precision"] for name, layer in layer_precisions(carrier).items()} == want
+        # It computes in float32 what the emulation computes with the file's float16 parameters.
+        int8 = [name for name, precision in want.items() if precision == "int8"]
+        with torch.no_grad(), emulate_int8(half_rounded, quantize_layers(folded, plan.input_amax, int8)):
+            emulated = half_rounded(samples.mel, samples.face).numpy()
+        difference = np.abs(_session(carrier).run(None, feed)[0] - emulated)
+        assert np.quantile(difference, 0.999) < 1e-5, precision
 
 
 def test_every_file_runs_any_batch_size(exported, samples):

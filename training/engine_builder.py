@@ -5,9 +5,11 @@
 
 The precision of every layer is already in the ONNX file (Q/DQ for INT8, float16 tensors for FP16), so the
 build is strongly typed: TensorRT 11 always is, and TensorRT 10.x (JetPack 6 ships 10.3) is asked for it with
-NetworkDefinitionCreationFlag.STRONGLY_TYPED. Should a 10.x strongly typed build fail, the same file is
-built weakly typed instead: FP16/INT8 builder flags, and every layer the file holds in FP16 constrained to
-FP16 (OBEY_PRECISION_CONSTRAINTS), the Q/DQ layers giving INT8. TF32 is off, so FP32 means FP32.
+NetworkDefinitionCreationFlag.STRONGLY_TYPED. Should a 10.x strongly typed build fail, the same graph is
+built weakly typed instead, read with float32 tensors and Q/DQ scales (training.quant.graph.float32_carrier;
+older 10.x parsers take no float16 scales): FP16/INT8 builder flags, and every layer the file holds in FP16
+constrained to FP16 (OBEY_PRECISION_CONSTRAINTS), the Q/DQ layers giving INT8. TF32 is off, so FP32 means
+FP32.
 
 Tactic timings are kept in a timing cache (default: timing.cache beside the engine), so later builds on the
 same GPU are fast. Beside the engine goes <engine>.json: TensorRT version, GPU, typing, I/O shapes and the
@@ -27,7 +29,7 @@ import onnx
 from lightlip_ros.engines.base import META_ARCHITECTURE, EngineError
 from lightlip_ros.engines.tensorrt_engine import SIDECAR_FORMAT, SIDECAR_VERSION, cuda_device, sidecar_path
 from training.layout import atomic_write_json
-from training.quant.graph import layer_precisions, read_metadata
+from training.quant.graph import float32_carrier, layer_precisions, read_metadata
 
 TYPINGS = ("auto", "strong", "weak")
 # Layers that carry no arithmetic of their own: never given a precision constraint in a weak build.
@@ -124,7 +126,11 @@ def _build(trt, major, logger, onnx_path, model, strongly_typed, timing_cache, o
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
+    # Weakly typed, precision comes from flags and constraints, so the graph is read with float32 tensors
+    # and Q/DQ scales, which every 10.x parser takes (float16 scales need a recent one).
+    parsed = (parser.parse_from_file(str(onnx_path)) if strongly_typed
+              else parser.parse(float32_carrier(model).SerializeToString(), str(onnx_path)))
+    if not parsed:
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise BuildError(f"the ONNX parser rejected {onnx_path.name}: {' | '.join(errors) or 'no reason given'}")
 

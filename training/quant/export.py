@@ -32,7 +32,7 @@ from training.layout import atomic_write_json, atomic_write_text
 
 from .calibration import model_fingerprint
 from .emulation import LayerQuantization, quantize_layers
-from .graph import CONV_OPS, FP32, METADATA_PREFIX, layer_precisions
+from .graph import CONV_OPS, FP32, METADATA_PREFIX, cast_float_tensors, layer_precisions
 from .layers import fold_batchnorm, quantizable_layers
 from .plan import FP16, INT8, QuantPlan
 
@@ -220,16 +220,7 @@ def convert_to_fp16(model: onnx.ModelProto) -> None:
     """Make every float tensor of the graph float16, keeping float32 graph inputs and outputs through
     Casts. Handles what a generator graph holds: initializers, Constant nodes and Cast targets."""
     graph = model.graph
-    for init in graph.initializer:
-        if init.data_type == TensorProto.FLOAT:
-            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name))
-    for node in graph.node:
-        for attribute in node.attribute:
-            if node.op_type == "Cast" and attribute.name == "to" and attribute.i == TensorProto.FLOAT:
-                attribute.i = TensorProto.FLOAT16
-            elif attribute.type == onnx.AttributeProto.TENSOR and attribute.t.data_type == TensorProto.FLOAT:
-                attribute.t.CopyFrom(numpy_helper.from_array(
-                    numpy_helper.to_array(attribute.t).astype(np.float16), attribute.t.name))
+    cast_float_tensors(model, TensorProto.FLOAT, TensorProto.FLOAT16)
     casts_in, casts_out = [], []
     for values, casts, target in ((graph.input, casts_in, TensorProto.FLOAT16),
                                   (graph.output, casts_out, TensorProto.FLOAT)):
