@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from conftest import ASSETS
 from lightlip_ros.engines.onnx_export import export_generator_onnx
 from lightlip_ros.models import student
-from training.quant.calibration import collect_activation_stats, model_fingerprint
+from training.quant.calibration import ActivationStats, collect_activation_stats, model_fingerprint
 from training.quant.emulation import emulate_int8, quantize_layers
 from training.quant.evaluate import evaluate_files, media_clip
 from training.quant.export import ExportError, export_precisions, insert_qdq, name_layers
@@ -134,12 +134,27 @@ def test_calibration_resumes_after_an_interruption(model, samples, tmp_path):
 
 def test_range_methods_order(model, samples):
     stats = collect_activation_stats(fold_batchnorm(model), samples, batch_size=8, progress=False)
-    maximum, percentile, mse = (stats.ranges(method) for method in ("max", "percentile", "mse"))
+    maximum, percentile, mse, entropy = (stats.ranges(method) for method in ("max", "percentile", "mse", "entropy"))
     for name in stats.names:
         assert 0 < mse[name] <= maximum[name] and 0 < percentile[name] <= maximum[name]
+        assert 0 < entropy[name] <= maximum[name]
     assert maximum["face_encoder_blocks.0.0.conv_block.0"] <= 1.0  # the face input lies in [0, 1]
     full = stats.ranges("percentile", 100.0)
     assert all(full[name] == pytest.approx(maximum[name]) for name in stats.names)
+
+
+def test_entropy_range_clips_outliers_and_keeps_a_flat_distribution():
+    """The KL criterion keeps the whole range of a uniform input and cuts a Gaussian's rare outliers
+    (a few sigma out: above where 99.9 % of the mass lies, far below the largest value)."""
+    rng = np.random.default_rng(0)
+    values = np.abs(rng.standard_normal(1_000_000))
+    values[:20] *= 8
+    histogram = np.histogram(values, 2048, (0, values.max()))[0].astype(np.float64)
+    stats = ActivationStats(("gauss",), np.array([values.max()]), histogram[None])
+    entropy = stats.ranges("entropy")["gauss"]
+    assert stats.ranges("percentile", 99.9)["gauss"] < entropy < 0.5 * values.max()
+    uniform = np.histogram(rng.uniform(0, 2, 1_000_000), 2048, (0, 2))[0].astype(np.float64)
+    assert ActivationStats(("flat",), np.array([2.0]), uniform[None]).ranges("entropy")["flat"] == 2.0
 
 
 def test_plan_ranks_every_layer_and_keeps_the_top_k(model, plan, tmp_path):
