@@ -18,7 +18,7 @@ from lightlip_ros.engines.onnx_export import export_generator_onnx
 from lightlip_ros.models import student
 from training.quant.calibration import ActivationStats, collect_activation_stats, model_fingerprint
 from training.quant.emulation import emulate_int8, quantize_layers
-from training.quant.evaluate import evaluate_files, media_clip
+from training.quant.evaluate import comparison_image, evaluate_files, media_clip
 from training.quant.export import ExportError, export_precisions, insert_qdq, name_layers
 from training.quant.graph import float32_carrier, layer_precisions, read_metadata
 from training.quant.layers import fold_batchnorm, quantizable_layers
@@ -271,6 +271,17 @@ def test_mixed_error_is_below_int8_everywhere_on_real_inputs(exported):
     assert table["int8"].psnr_vs_fp32_db < 60  # INT8 really changes the output (not a silent FP path)
     assert table["mixed"].fp16_layers == TOP_K
     assert table["mixed"].int8_layers == table["int8"].int8_layers - TOP_K
+
+
+def test_comparison_image_shows_each_file_and_its_difference(exported):
+    clip = media_clip(ASSETS / "face.jpg", ASSETS / "speech.wav", limit=24)
+    image = comparison_image(exported, clip, frames=4, gain=8)
+    tile_h, tile_w, label_w = 96, 192, 190
+    assert image.shape == ((1 + 4 + 3) * tile_h, label_w + 4 * tile_w, 3)
+    rows = {label: image[row * tile_h:(row + 1) * tile_h, label_w:].astype(np.float64)
+            for row, label in enumerate(["truth", "fp32", "fp16", "int8", "mixed", "d_fp16", "d_int8", "d_mixed"])}
+    assert np.abs(rows["truth"] - rows["fp32"]).mean() > 1  # the model's output, not the truth again
+    assert rows["d_fp16"].mean() < rows["d_mixed"].mean() < rows["d_int8"].mean()
 
 
 def test_onnx_qdq_matches_the_pytorch_emulation(model, plan, samples, tmp_path):

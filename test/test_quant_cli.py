@@ -1,6 +1,7 @@
 """lightlip-quant end to end on a checkpoint file: sensitivity -> export -> evaluate, and user mistakes."""
 import json
 
+import cv2
 import onnx
 import pytest
 import torch
@@ -46,6 +47,8 @@ def test_sensitivity_export_evaluate(checkpoint, tmp_path, capsys):
     quality = json.loads((onnx_dir / "quality.json").read_text())
     assert [row["label"] for row in quality["files"]] == ["fp32", "mixed"]
     assert "| mixed |" in capsys.readouterr().out
+    picture = cv2.imread(str(onnx_dir / "comparison.png"))
+    assert picture.shape == (4 * 96, 190 + 6 * 192, 3)  # truth, fp32, mixed, |mixed - fp32|
 
 
 @pytest.mark.parametrize("argv, message", [

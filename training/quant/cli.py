@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import cv2
 import torch
 
 from lightlip_ros.audio import AudioError
@@ -24,7 +25,8 @@ from lightlip_ros.models import CheckpointError, load_generator
 from training.layout import atomic_write_json, atomic_write_text
 
 from .calibration import DEFAULT_PERCENTILE, METHODS
-from .evaluate import dataset_clips, evaluate_files, media_clip, quality_json, quality_markdown
+from .evaluate import (comparison_image, dataset_clips, evaluate_files, media_clip, quality_json,
+                       quality_markdown)
 from .export import PRECISIONS, ExportError, export_precisions
 from .layers import quantizable_layers
 from .plan import PlanError, QuantPlan
@@ -154,20 +156,24 @@ def run_evaluate(args) -> None:
         raise ExportError(f"{args.onnx_dir}: no {args.stem}.fp32.onnx to compare with (run `lightlip-quant export`)")
     if _uses_data(args):
         clips = dataset_clips(args.data, args.eval_split, args.max_clips)
+        first_clip = next(dataset_clips(args.data, args.eval_split, 1))
         source = f"`{args.data}` split `{args.eval_split}`"
         if args.max_clips:
             source += f" (first {args.max_clips} clips)"
     else:
         clips = [media_clip(args.face, args.audio, args.eval_samples)]
-        source = clips[0].clip
-    table = evaluate_files(files, clips, batch_size=args.batch_size, threads=torch.get_num_threads(),
-                           progress=not args.quiet)
+        first_clip, source = clips[0], clips[0].clip
+    threads = torch.get_num_threads()
+    table = evaluate_files(files, clips, batch_size=args.batch_size, threads=threads, progress=not args.quiet)
     out = args.out or args.onnx_dir
     out.mkdir(parents=True, exist_ok=True)
     markdown = quality_markdown(table, source)
     atomic_write_text(out / "quality.md", markdown)
     atomic_write_json(out / "quality.json", {"source": source, "files": quality_json(table)})
+    if not cv2.imwrite(str(out / "comparison.png"), comparison_image(files, first_clip, threads=threads)):
+        raise ExportError(f"cannot write {out / 'comparison.png'}")
     print(markdown, end="")
+    print(f"wrote {out / 'quality.md'}, quality.json and comparison.png (lower faces of {first_clip.clip})")
 
 
 def main(argv=None) -> int:

@@ -9,10 +9,11 @@ round differently). The numbers then emulate what a strongly typed TensorRT buil
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import cv2
 import numpy as np
 import onnx
 import onnxruntime
@@ -20,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from lightlip_ros.audio import FPS, MEL_STEP_SIZE, SAMPLE_RATE, load_audio, melspectrogram
+from lightlip_ros.face import CROP_SIZE
 from training.dataset import training_mel_start
 from training.evaluate import EvalClip, clip_metrics, generate_clip, load_eval_clip, mouth_region
 from training.layout import DataError, read_filelist
@@ -124,6 +126,32 @@ def evaluate_files(files: Mapping[str, Path], clips: Sequence[EvalClip], referen
         table.append(FileQuality(label, str(path), counts.get(INT8, 0), counts.get(FP16, 0), psnr,
                                  float(np.mean(ssims[label])), fp32 - psnr, psnr_db(squared[label] / values)))
     return table
+
+
+def comparison_image(files: Mapping[str, Path], clip: EvalClip, reference: str = "fp32", frames: int = 6,
+                     gain: float = 8.0, scale: int = 2, threads: int = 1) -> np.ndarray:
+    """A BGR picture of the lower face on `frames` frames spread over a clip: the ground truth, each file's
+    output, then each file's difference from the reference file's output times `gain` (8-bit frames)."""
+    picks = np.linspace(0, len(clip.indices) - 1, min(frames, len(clip.indices))).round().astype(int)
+    shown = replace(clip, indices=clip.indices[picks])
+    outputs = {label: generate_clip(OnnxGenerator(path, threads), shown) for label, path in files.items()}
+    rows = [("ground truth", clip.frames[shown.indices])] + list(outputs.items())
+    for label, frames_out in outputs.items():
+        if label != reference:
+            difference = np.abs(frames_out.astype(np.int16) - outputs[reference].astype(np.int16)) * gain
+            rows.append((f"|{label} - {reference}| x{gain:g}", np.clip(difference, 0, 255).astype(np.uint8)))
+    half = CROP_SIZE // 2
+    tile_h, tile_w, label_w = half * scale, CROP_SIZE * scale, 190
+    image = np.full((tile_h * len(rows), label_w + tile_w * len(picks), 3), 255, np.uint8)
+    for row, (label, tiles) in enumerate(rows):
+        top = row * tile_h
+        cv2.putText(image, label, (6, top + tile_h // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+        for column, tile in enumerate(tiles):
+            left = label_w + column * tile_w
+            image[top:top + tile_h, left:left + tile_w] = cv2.resize(
+                tile[half:], (tile_w, tile_h), interpolation=cv2.INTER_NEAREST)
+    return image
 
 
 def _precision_counts(path) -> dict:
