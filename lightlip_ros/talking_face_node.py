@@ -26,7 +26,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_
 from lightlip_msgs.msg import AudioChunk, TalkStatus
 from lightlip_msgs.srv import SetFace
 from lightlip_ros.image_msgs import ImageFormatError, bgr_to_image, image_to_bgr
-from lightlip_ros.ros_common import LATCHED, stamp_from_seconds, stamp_seconds
+from lightlip_ros.ros_common import LATCHED, StampClock
 from sensor_msgs.msg import Image
 
 BUNDLED_MODEL = Path(__file__).resolve().parent / "assets" / "student.pt"
@@ -116,6 +116,7 @@ class TalkingFaceNode(Node):
         for name, (default, descriptor) in PARAMETERS.items():
             self.declare_parameter(name, default, descriptor)
         param = lambda name: self.get_parameter(name).value
+        self._stamps = StampClock(self.get_clock().now().nanoseconds)  # the core's seconds <-> ROS stamps
         self._errors = InputErrors(self.get_logger(), self._now_s)
         self._face_note = "no face image received yet"
         self._face_detected = False
@@ -151,7 +152,7 @@ class TalkingFaceNode(Node):
 
     # ------------------------------------------------------------------------------------------ set-up
     def _now_s(self) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9
+        return self._stamps.seconds_from_ns(self.get_clock().now().nanoseconds)
 
     def _stream_config(self, param):
         from lightlip_ros.face import FaceConfig
@@ -187,10 +188,10 @@ class TalkingFaceNode(Node):
         if self.core is None:
             self._errors.reject("audio", "audio chunk ignored: no inference engine is loaded")
             return
-        stamp = stamp_seconds(msg.header.stamp)
+        # A zero stamp (publisher did not fill it) continues the stream, or starts one now.
+        unset = msg.header.stamp.sec == 0 and msg.header.stamp.nanosec == 0
         try:
-            # A zero stamp (publisher did not fill it) continues the stream, or starts one now.
-            self.core.push_audio(bytes(msg.data), stamp_s=stamp if stamp > 0 else None,
+            self.core.push_audio(bytes(msg.data), stamp_s=None if unset else self._stamps.seconds(msg.header.stamp),
                                  sample_rate=msg.sample_rate, sample_format=msg.sample_format,
                                  channels=msg.channels)
         except PcmError as error:  # counted by the core
@@ -309,7 +310,7 @@ class TalkingFaceNode(Node):
 
     def _publish_frame(self, frame):
         header = Image().header
-        header.stamp, header.frame_id = stamp_from_seconds(frame.stamp_s), self._frame_id
+        header.stamp, header.frame_id = self._stamps.stamp(frame.stamp_s), self._frame_id
         if frame.audio is not None and frame.audio.size:
             chunk = AudioChunk(sample_rate=16000, channels=1, sample_format=AudioChunk.FORMAT_S16LE)
             chunk.header = header
@@ -327,7 +328,7 @@ class TalkingFaceNode(Node):
     def _status(self):
         status = TalkStatus()
         now = self._now_s()
-        status.header.stamp = stamp_from_seconds(now)
+        status.header.stamp = self._stamps.stamp(now)
         status.state = self._state()
         status.state_name = STATE_NAMES[status.state]
         status.model = self._model_path
@@ -357,7 +358,7 @@ class TalkingFaceNode(Node):
             status.inputs_rejected = self._errors.count
         status.last_error = last_error
         if last_error_time is not None:
-            status.last_error_stamp = stamp_from_seconds(last_error_time)
+            status.last_error_stamp = self._stamps.stamp(last_error_time)
         return status
 
     def _publish_status(self):

@@ -34,8 +34,8 @@ def test_streams_real_speech_into_frames_at_40ms_spacing(ros_context, node_env, 
     talking = stamps[stamps < first_ns + int(seconds * 1e9)]
     assert abs(len(talking) - expected) <= 2, f"{len(talking)} frames for {seconds} s of speech"
     assert np.all(np.diff(stamps) > 0), "frame stamps must increase"
-    np.testing.assert_allclose(np.diff(talking), 40e6, atol=1e5)
-    assert abs(int(talking[0]) - first_ns) < 1e6, "the first frame shows the first sample's time"
+    # Exact to the nanosecond: frame k shows the first sample's time + k x 40 ms.
+    np.testing.assert_array_equal(talking - first_ns, np.arange(len(talking)) * 40_000_000)
     for _, frame in watcher.frames:
         assert (frame.width, frame.height, frame.encoding) == (512, 512, "bgr8")
     status = watcher.status
@@ -53,7 +53,7 @@ def test_streams_real_speech_into_frames_at_40ms_spacing(ros_context, node_env, 
     np.testing.assert_array_equal(republished, sent.astype("<i2"))
     chunk_stamps = np.array([stamp for stamp, _ in chunks])
     ends = chunk_stamps[:-1] + [len(m.data) // 2 * 62500 for _, m in chunks[:-1]]
-    np.testing.assert_allclose(chunk_stamps[1:], ends, atol=1e3)  # continuous to a microsecond
+    np.testing.assert_array_equal(chunk_stamps[1:], ends)  # continuous to the nanosecond
     assert set(chunk_stamps) <= set(stamps.tolist()), "every audio_out chunk has the stamp of a frame"
 
 
