@@ -230,10 +230,10 @@ def test_float32_carrier_keeps_the_int8_layers_and_drops_every_float16(model, pl
         for parameter in half_rounded.parameters():
             parameter.copy_(parameter.half().float())
     for precision in ("fp16", "int8", "mixed"):
-        model = onnx.load(str(exported[precision]))
-        carrier = float32_carrier(model)
+        written = onnx.load(str(exported[precision]))
+        carrier = float32_carrier(written)
         onnx.checker.check_model(carrier, full_check=True)
-        originals = {init.name: init for init in model.graph.initializer}
+        originals = {init.name: init for init in written.graph.initializer}
         for init in carrier.graph.initializer:
             original = originals.pop(init.name)
             assert init.data_type == (TensorProto.FLOAT if original.data_type == TensorProto.FLOAT16
@@ -242,9 +242,9 @@ def test_float32_carrier_keeps_the_int8_layers_and_drops_every_float16(model, pl
         assert not originals
         tensors = list(carrier.graph.value_info) + list(carrier.graph.input) + list(carrier.graph.output)
         assert TensorProto.FLOAT16 not in {value.type.tensor_type.elem_type for value in tensors}
-        assert {node.op_type for node in model.graph.node} == {node.op_type for node in carrier.graph.node}
+        assert {node.op_type for node in written.graph.node} == {node.op_type for node in carrier.graph.node}
         want = {name: "fp32" if layer["precision"] == "fp16" else layer["precision"]
-                for name, layer in layer_precisions(model).items()}
+                for name, layer in layer_precisions(written).items()}
         assert {name: layer["precision"] for name, layer in layer_precisions(carrier).items()} == want
         # It computes in float32 what the emulation computes with the file's float16 parameters.
         int8 = [name for name, precision in want.items() if precision == "int8"]

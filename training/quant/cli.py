@@ -13,6 +13,7 @@ runs those files in ONNX Runtime on the held-out split and writes the quality ta
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -156,7 +157,8 @@ def run_evaluate(args) -> None:
         raise ExportError(f"{args.onnx_dir}: no {args.stem}.fp32.onnx to compare with (run `lightlip-quant export`)")
     if _uses_data(args):
         clips = dataset_clips(args.data, args.eval_split, args.max_clips)
-        first_clip = next(dataset_clips(args.data, args.eval_split, 1))
+        first_clip = next(clips)  # read once: evaluated, then shown in comparison.png
+        clips = itertools.chain([first_clip], clips)
         source = f"`{args.data}` split `{args.eval_split}`"
         if args.max_clips:
             source += f" (first {args.max_clips} clips)"

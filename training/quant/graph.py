@@ -49,7 +49,6 @@ def layer_precisions(model: onnx.ModelProto) -> dict:
     return result
 
 
-
 def cast_float_tensors(model: onnx.ModelProto, source: int, target: int) -> None:
     """Retype, in place, every `source` float initializer, Constant tensor and Cast target to `target`
     (TensorProto.FLOAT / FLOAT16); graph inputs, outputs and value_info are left to the caller."""
