@@ -30,9 +30,19 @@ declare -A SYSTEM_TOOLS=(
   # The web display's browser test drives the system browser (no browser downloads).
   [chromium]=chromium [chromedriver]=chromium-driver
 )
+# Festival's voices are folders, not commands: voice folder -> Debian package (the synthetic benchmark's
+# second speech engine, training/synth/speech.py).
+declare -A FESTIVAL_VOICES=(
+  [english/kal_diphone]=festvox-kallpc16k [english/ked_diphone]=festvox-kdlpc16k
+  [us/cmu_us_slt_arctic_hts]=festvox-us-slt-hts
+)
 missing_packages=()
 for tool in "${!SYSTEM_TOOLS[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing_packages+=("${SYSTEM_TOOLS[$tool]}")
+done
+command -v festival >/dev/null 2>&1 || missing_packages+=(festival)
+for voice in "${!FESTIVAL_VOICES[@]}"; do
+  [ -d "/usr/share/festival/voices/$voice" ] || missing_packages+=("${FESTIVAL_VOICES[$voice]}")
 done
 if [ "${#missing_packages[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

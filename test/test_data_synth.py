@@ -163,3 +163,35 @@ def test_held_out_splits_have_unseen_identities_and_sentences():
     assert len(texts["train"]) == 40
     assert texts["train"].isdisjoint(texts["val"] | texts["test"]) and texts["val"].isdisjoint(texts["test"])
     assert sum(1 for c in clips if c.split == "train") == 800
+
+
+@pytest.mark.parametrize("voice", ["festival:kal_diphone", "festival:ked_diphone"])
+def test_festival_speech_has_exact_phone_timings_in_espeak_names(voice):
+    wav, phonemes = synthesize("Bob moved the blue boat.", voice, rate=160, pitch=50)
+    again, _ = synthesize("Bob moved the blue boat.", voice, rate=160, pitch=50)
+    np.testing.assert_array_equal(wav, again)
+    names = [p.name for p in phonemes]
+    # ARPAbet renamed to espeak-ng mnemonics, the names the mouth shapes know: b, m, u: (uw), oU (ow).
+    assert names[0] == "_:" and names[1] == "b" and "m" in names and "u:" in names and "oU" in names
+    assert all(b.start == a.end for a, b in zip(phonemes, phonemes[1:]))  # contiguous spans
+    duration = len(wav) / SAMPLE_RATE
+    assert abs(phonemes[-1].end - duration) < 0.05
+    # The first /b/ releases where the sound starts: the timings belong to this waveform.
+    onset = np.flatnonzero(np.abs(wav) > 0.02)[0] / SAMPLE_RATE
+    assert abs(onset - phonemes[1].start) < 0.1
+    slower, slow_phonemes = synthesize("Bob moved the blue boat.", voice, rate=120, pitch=50)
+    assert len(slower) > 1.2 * len(wav) and slow_phonemes[-1].end > 1.2 * phonemes[-1].end
+    with pytest.raises(DataError, match="festival has no voice"):
+        synthesize("hello", "festival:nobody")
+    with pytest.raises(DataError, match="unknown speech engine"):
+        synthesize("hello", "sapi:anna")
+
+
+def test_benchmark_mixes_speech_engines_per_clip(tmp_path):
+    config = SynthConfig(sentences=4, heldout_sentences=1, seed=5, festival_share=0.5)
+    _, _, clips, _ = plan_benchmark(config, log=lambda *_: None)
+    voices = [clip.voice for clip in clips]
+    assert any(v.startswith("festival:") for v in voices) and any(v == "" for v in voices)
+    only_espeak = plan_benchmark(SynthConfig(sentences=4, heldout_sentences=1, seed=5, festival_share=0.0),
+                                 log=lambda *_: None)[2]
+    assert all(clip.voice == "" for clip in only_espeak)

@@ -1,6 +1,6 @@
 """The synthetic talking-face benchmark: plan, render and write clips in the Wav2Lip layout with truth.
 
-Identities are real face photos; speech is espeak-ng; each clip's mouth follows the phonemes of its own
+Identities are real face photos; speech is espeak-ng or Festival (training.synth.speech); each clip's mouth follows the phonemes of its own
 audio (training.synth.visemes) and is rendered into the photo (training.synth.render). What the benchmark
 measures honestly: whether a model maps speech to the *rendered* mouth motion (jaw, spread, rounding) of
 unseen faces and unseen sentences. It does not measure realism of teeth, tongue or skin, nor real-world
@@ -22,10 +22,13 @@ from ..layout import (AUDIO_NAME, SPLITS, TRUTH_NAME, DataError, atomic_write_js
                       write_filelist)
 from .render import MouthGeometry, MouthRenderer, find_portrait_face
 from .sentences import make_sentences
-from .speech import ACCENTS, VARIANTS, pad_utterance, synthesize
+from .speech import ACCENTS, FESTIVAL, VARIANTS, pad_utterance, synthesize
 from .visemes import SHAPE_NAMES, frame_track
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Festival voices a clip can be spoken by, and how often each is drawn (the HMM voice takes ~10 s per
+# utterance on one core, the diphone voices 0.2 s).
+FESTIVAL_VOICE_WEIGHTS = {"kal_diphone": 0.4, "ked_diphone": 0.4, "cmu_us_slt_arctic_hts": 0.2}
 MANIFEST_NAME = "synth.json"
 BUNDLED_FACE = Path(__file__).resolve().parents[2] / "lightlip_ros" / "assets" / "face.jpg"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -48,6 +51,7 @@ class SynthConfig:
     seed: int = 0
     noise_std: float = 1e-3
     jpeg_quality: int = 95
+    festival_share: float = 0.5  # share of clips spoken by a Festival voice; the rest by the identity's espeak-ng voice
 
     def plan_key(self):
         """The settings that decide the content; a resumed run must use the same."""
@@ -76,6 +80,7 @@ class ClipPlan:
     identity: str
     sentence: str
     seed: list = field(default_factory=list)
+    voice: str = ""  # empty: the identity's own voice
 
 
 def _portrait_files(config):
@@ -143,12 +148,19 @@ def plan_benchmark(config, log=print):
                  "val": texts[config.sentences:config.sentences + config.heldout_sentences],
                  "test": texts[config.sentences + config.heldout_sentences:]}
     clips = []
+    festival_voices = list(FESTIVAL_VOICE_WEIGHTS)
+    festival_weights = np.array(list(FESTIVAL_VOICE_WEIGHTS.values()))
     for split in SPLITS:
         speakers = [i for i in identities.values() if i.split == (split if n_heldout else "train")]
         for identity in sorted(speakers, key=lambda i: i.name):
             for number, text in enumerate(sentences[split]):
                 clip = f"{split}/{identity.name}/s{number:03d}"
-                clips.append(ClipPlan(clip, split, identity.name, text, [config.seed, len(clips)]))
+                voice_rng = np.random.default_rng([config.seed, 0xC1, len(clips)])
+                voice = ""
+                if voice_rng.random() < config.festival_share:
+                    name = festival_voices[voice_rng.choice(len(festival_voices), p=festival_weights / festival_weights.sum())]
+                    voice = f"{FESTIVAL}:{name}"
+                clips.append(ClipPlan(clip, split, identity.name, text, [config.seed, len(clips)], voice))
     return identities, sentences, clips, n_heldout > 0
 
 
@@ -249,7 +261,8 @@ def render_clip(root, plan, identity, config):
     rng = np.random.default_rng(plan.seed)
     rate = int(np.clip(identity.rate + rng.integers(-10, 11), 80, 450))
     pitch = int(np.clip(identity.pitch + rng.integers(-5, 6), 0, 100))
-    speech, phonemes = synthesize(plan.sentence, identity.voice, rate, pitch)
+    voice = plan.voice or identity.voice
+    speech, phonemes = synthesize(plan.sentence, voice, rate, pitch)
     wav, phonemes = pad_utterance(speech, phonemes, rng.uniform(0.1, 0.4), rng.uniform(0.1, 0.4),
                                   config.noise_std, rng)
     soundfile.write(str(clip_dir / AUDIO_NAME), wav, SAMPLE_RATE, subtype="PCM_16")
@@ -269,7 +282,7 @@ def render_clip(root, plan, identity, config):
         opening_boxes.append(opening)
     truth = {
         "format_version": FORMAT_VERSION, "clip": plan.clip, "split": plan.split, "identity": identity.name,
-        "text": plan.sentence, "voice": identity.voice, "rate": rate, "pitch": pitch, "fps": FPS,
+        "text": plan.sentence, "voice": voice, "rate": rate, "pitch": pitch, "fps": FPS,
         "sample_rate": SAMPLE_RATE, "n_frames": n_frames, "crop_size": config.crop_size,
         "mirrored": renderer.mirror,
         "phonemes": [[p.name, round(p.start, 4), round(p.end, 4)] for p in phonemes],
