@@ -177,3 +177,32 @@ def test_valid_starts_keep_every_window_inside_the_audio():
 def test_missing_filelist_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="no such file list"):
         Wav2LipDataset(tmp_path, "val")
+
+
+def test_samples_without_truth_get_the_prior_mouth_box_and_no_articulation(root):
+    from training.dataset import MOUTH_PRIOR_BOX
+
+    sample = Wav2LipDataset(root, "train", seed=1)[0]
+    assert float(sample["has_truth"]) == 0.0
+    assert sample["articulation"].shape == (5, 3) and torch.all(sample["articulation"] == 0)
+    expected = torch.tensor(MOUTH_PRIOR_BOX) * 96
+    assert torch.allclose(sample["mouth_box"], expected.expand(5, 4))
+
+
+def test_audio_augmentation_changes_level_and_noise_deterministically(root):
+    from training.dataset import AudioAugment
+
+    plain = Wav2LipDataset(root, "train", seed=1)
+    quieter = Wav2LipDataset(root, "train", seed=1, audio_augment=AudioAugment(gain_db=(-10.0, -10.0)))
+    noisy = Wav2LipDataset(root, "train", seed=1, audio_augment=AudioAugment(snr_db=(10.0, 10.0)))
+    a, b, c = plain[0], quieter[0], noisy[0]
+    assert a["start"] == b["start"] == c["start"]  # the same window, only its audio differs
+    # -10 dB lowers every mel value by 0.8 (8 units per 100 dB) while it stays above the floor of -4.
+    above = a["mels"] > -3.0
+    assert torch.allclose(b["mels"][above], a["mels"][above] - 0.8, atol=0.05)
+    # Noise 10 dB under the tone fills the silent part (a 1e-4 noise floor) far above where it was.
+    quiet = a["mels"] < -2.0
+    assert float((c["mels"][quiet] - a["mels"][quiet]).mean()) > 1.0
+    assert torch.equal(noisy[0]["mels"], c["mels"])  # drawn from (seed, epoch, index) alone
+    with pytest.raises(ValueError, match="low <= high"):
+        AudioAugment(gain_db=(6.0, -6.0))

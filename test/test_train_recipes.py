@@ -79,8 +79,13 @@ def test_every_subcommand_trains_and_writes_loadable_models(synth_root, tmp_path
     assert scratch["recipe"] == "student" and scratch["teacher"]["checkpoint"] is None
 
     tags = _events(tmp_path / "distill")
-    assert {"train/loss", "train/output_distill", "train/feature_distill", "val/l1"} <= set(tags["scalars"])
+    assert {"train/loss", "train/output_distill", "train/feature_distill", "val/l1", "train/mouth_l1",
+            "train/articulation", "train/frame_articulation", "train/shape_fit",
+            "val/articulation"} <= set(tags["scalars"])
     assert "samples" in tags["images"]
+    # The articulation head and the mouth-shape net are trained and resumable, never exported.
+    assert any(key.startswith("articulation_head.") for key in state["model"])
+    assert any(key.startswith("shape_net.") for key in state["model"])
 
 
 def test_cli_reports_user_mistakes_in_one_line(tmp_path, capsys):
@@ -167,3 +172,69 @@ def test_torchrun_two_cpu_processes_keep_identical_weights(synth_root, tmp_path)
     assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
     assert load_training_state(out)["step"] == 2
     assert load_generator(out / "model.pt").architecture == "student"
+
+
+def test_truth_terms_switch_off_on_data_without_truth(synth_root, tmp_path, caplog):
+    import shutil
+
+    recorded = tmp_path / "recorded"  # what lightlip-data preprocess writes: no truth.json
+    shutil.copytree(synth_root, recorded)
+    for truth in recorded.rglob("truth.json"):
+        truth.unlink()
+    config = build_config("distill", overrides=[f"data.root={recorded}", "loss.sync=0"])
+    config["model"]["widths"] = 0.0625
+    recipe = GeneratorRecipe(config, torch.device("cpu"))
+    with caplog.at_level("WARNING", logger="lightlip.train"):
+        train_set, _ = recipe.datasets()
+    assert recipe.weights["articulation"] == 0 and recipe.weights["frame_articulation"] == 0
+    assert recipe.weights["mouth_recon"] > 0  # the mouth box falls back to the crop's mouth region
+    assert len(caplog.records) == 1 and "loss.articulation, loss.frame_articulation" in caplog.text
+    model = recipe.build_model()
+    assert model.articulation_head is None and model.shape_net is None
+    batch = torch.utils.data.default_collate([train_set[0], train_set[1]])
+    loss, scalars = recipe.training_step(model, batch)
+    assert torch.isfinite(loss) and "mouth_l1" in scalars and "articulation" not in scalars
+
+
+def test_articulation_rows_follow_the_generators_frame_stacking():
+    from training.generator_training import GeneratorWithAdapters, time_major
+    from training.losses import ArticulationHead
+
+    generator = student(0.0625).eval()
+    model = GeneratorWithAdapters(generator, articulation_head=ArticulationHead(generator.widths.audio[-1]))
+    mels = torch.randn(2, 5, 1, 80, 16)
+    faces = torch.rand(2, 6, 5, 96, 96)
+    with torch.no_grad():
+        _, _, articulation = model(mels, faces)
+        per_frame = torch.stack([torch.stack([model.articulation_head(generator.audio_encoder(mels[b, t:t + 1]))[0]
+                                              for t in range(5)]) for b in range(2)])  # (B, T, 3)
+    assert torch.allclose(articulation, time_major(per_frame), atol=1e-5)
+
+
+def test_shape_net_judges_generated_frames_without_learning_from_them():
+    from training.losses import MouthShapeNet, frozen_call, lower_halves, masked_mse
+
+    net = MouthShapeNet()
+    frames = torch.rand(2, 3, 5, 96, 96, requires_grad=True)
+    loss = masked_mse(frozen_call(net, lower_halves(frames)), torch.ones(10, 3), torch.ones(10))
+    loss.backward()
+    assert frames.grad is not None and float(frames.grad.abs().sum()) > 0
+    assert all(parameter.grad is None for parameter in net.parameters())
+    # Samples without truth (weight 0) do not count.
+    assert float(masked_mse(torch.zeros(2, 3), torch.tensor([[1.0] * 3, [0.0] * 3]), torch.tensor([0.0, 1.0]))) == 0
+
+
+def test_mouth_reconstruction_counts_only_the_mouth_box():
+    from training.losses import mouth_mask, mouth_reconstruction_loss
+
+    boxes = torch.tensor([[[30.0, 60.0, 66.0, 80.0]] * 5])  # (1, 5, 4)
+    mask = mouth_mask(boxes, 96, 96, margin=2)
+    assert mask.shape == (1, 1, 5, 96, 96)
+    assert mask[0, 0, 0, 58:82, 28:68].all() and mask.sum() == 5 * 24 * 40
+    target = torch.zeros(1, 3, 5, 96, 96)
+    outside = target.clone()
+    outside[..., :40, :] = 1.0  # wrong only above the mouth
+    assert float(mouth_reconstruction_loss(outside, target, boxes, 2)) == 0
+    inside = target.clone()
+    inside[..., 60:80, 30:66] = 1.0
+    assert float(mouth_reconstruction_loss(inside, target, boxes, 0)) == pytest.approx(1.0)

@@ -9,6 +9,13 @@ Conventions, as Wav2Lip's training code samples them (facts, not code, carried o
 - SyncNet mel of a window: the 16 columns from int(80 * s / 25) (the 5 frames' own 200 ms).
 - Expert pairs: the mel of window s with the frames of s (in sync, label 1) or of another start (label 0).
 
+Generator samples also carry the mouth labels the recipe's articulation and mouth-weighted terms use:
+the synthetic truth's per-frame (jaw, spread, round) and lips box when the clip has ``truth.json``, and for
+clips without it (real recordings) zeros with ``has_truth`` 0 and a fixed mouth box (MOUTH_PRIOR_BOX).
+
+Audio augmentation (``AudioAugment``) recomputes a sample's mel from its waveform with a random gain and
+noise floor, so the audio side does not learn one synthesiser's loudness and silence.
+
 Randomness comes only from ``numpy.random.default_rng([seed, epoch, index])``, so a sample depends on
 (seed, epoch, index) alone: the same with any number of DataLoader workers, in any order. Call
 ``set_epoch`` each epoch for new windows. Mel spectrograms are cached per clip (``mel.npy`` beside
@@ -29,7 +36,13 @@ from lightlip_ros.audio import FPS, MEL_STEP_SIZE, MELS_PER_SECOND, load_audio, 
 from lightlip_ros.face import CROP_SIZE
 from lightlip_ros.models.syncnet import SYNC_FRAMES, syncnet_face_input
 
-from .layout import AUDIO_NAME, MEL_CACHE_NAME, DataError, count_frames, frame_path, read_filelist
+from .layout import AUDIO_NAME, MEL_CACHE_NAME, DataError, count_frames, frame_path, read_filelist, read_truth
+
+# Mouth region of an inference crop (x1, y1, x2, y2 as fractions of the crop) for clips without truth: where
+# the synthetic benchmark's truth lips boxes lie (1st to 99th percentile of each edge over all 79,165 frames:
+# 0.30-0.41, 0.60-0.78, 0.59-0.70, 0.75-0.97), rounded out.
+MOUTH_PRIOR_BOX = (0.28, 0.58, 0.72, 0.97)
+SHAPE_DIMENSIONS = 3  # jaw, spread, round (training.synth.visemes.SHAPE_NAMES)
 
 # A clip that cannot give a sample (too short, unreadable) is replaced by another clip drawn from the same
 # generator; after this many failures in a row the data set is declared unusable.
@@ -91,6 +104,68 @@ def clip_mel(clip_dir):
     return mel
 
 
+@functools.lru_cache(maxsize=64)
+def clip_audio(clip_dir):
+    """16 kHz mono samples of a clip's audio.wav (read-only array, cached)."""
+    wav = load_audio(Path(clip_dir) / AUDIO_NAME)
+    wav.flags.writeable = False
+    return wav
+
+
+@functools.lru_cache(maxsize=4096)
+def clip_truth(clip_dir):
+    """A clip's synthetic truth (training.layout.read_truth), cached; None for clips without it."""
+    return read_truth(clip_dir)
+
+
+class AudioAugment:
+    """Random loudness and noise floor for a training sample's audio, drawn from the sample's generator.
+
+    gain_db: (low, high) gain in dB; snr_db: (low, high) ratio of the speech's RMS to added white noise,
+    in dB (None: no noise). Each sample's mel is recomputed from its clip's waveform, so the mel front end
+    and its floor behave exactly as on real audio at that level.
+    """
+
+    def __init__(self, gain_db=(0.0, 0.0), snr_db=None):
+        self.gain_db = _range(gain_db, "audio gain")
+        self.snr_db = None if snr_db is None else _range(snr_db, "audio SNR")
+
+    @classmethod
+    def from_config(cls, section):
+        """From a config's data.audio_augment mapping ({gain_db, snr_db}) or None (no augmentation)."""
+        if not section:
+            return None
+        return cls(section.get("gain_db") or (0.0, 0.0), section.get("snr_db"))
+
+    def mel(self, wav, rng):
+        gain = 10.0 ** (rng.uniform(*self.gain_db) / 20.0)
+        augmented = wav.astype(np.float32) * np.float32(gain)
+        if self.snr_db is not None:
+            speech_rms = float(np.sqrt(np.mean(augmented.astype(np.float64) ** 2))) or 1e-4
+            noise_rms = speech_rms / 10.0 ** (rng.uniform(*self.snr_db) / 20.0)
+            augmented = augmented + rng.normal(0.0, noise_rms, augmented.shape).astype(np.float32)
+        return melspectrogram(np.clip(augmented, -1.0, 1.0))
+
+
+def _range(values, what):
+    low, high = (float(v) for v in values)
+    if high < low:
+        raise ValueError(f"{what} range must be (low, high) with low <= high, got {values}")
+    return low, high
+
+
+def mouth_labels(truth, frames, img_size=CROP_SIZE):
+    """(articulation (T,3), mouth boxes (T,4) in img_size pixels, has_truth) of the given frames."""
+    frames = list(frames)
+    if truth is None:
+        box = np.array(MOUTH_PRIOR_BOX, np.float32) * img_size
+        return (np.zeros((len(frames), SHAPE_DIMENSIONS), np.float32), np.tile(box, (len(frames), 1)), 0.0)
+    shapes = np.array([[truth["jaw"][f], truth["spread"][f], truth["round"][f]] for f in frames], np.float32)
+    scale = img_size / float(truth["crop_size"])
+    boxes = np.array([truth["lips_box"][f] for f in frames], np.float32) * scale
+    return shapes, boxes, 1.0
+
+
 @functools.lru_cache(maxsize=4096)
 def clip_frame_count(clip_dir):
     return count_frames(clip_dir)
@@ -130,8 +205,10 @@ def mel_window(mel, start):
 class _ClipSampler(Dataset):
     """What both data sets share: the clip list, seeded per-sample generators and clip fallback."""
 
-    def __init__(self, root, split, seed=0, samples_per_clip=1, img_size=CROP_SIZE, clips=None):
+    def __init__(self, root, split, seed=0, samples_per_clip=1, img_size=CROP_SIZE, clips=None,
+                 audio_augment=None):
         self.root = Path(root)
+        self.audio_augment = audio_augment
         self.split = split
         self.clips = list(clips) if clips is not None else read_filelist(self.root, split)
         if not self.clips:
@@ -182,6 +259,12 @@ class _ClipSampler(Dataset):
             clip_index = int(rng.integers(len(self.clips)))
         raise DataError(f"{self.root}: {_MAX_ATTEMPTS} clips in a row gave no sample; check the data")
 
+    def _mel(self, clip_dir, rng):
+        """The clip's mel: cached, or recomputed from its augmented waveform when augmenting."""
+        if self.audio_augment is None:
+            return clip_mel(str(clip_dir))
+        return self.audio_augment.mel(clip_audio(str(clip_dir)), rng)
+
     def _other_start(self, starts, start, rng, min_offset):
         far = starts[np.abs(starts - start) >= max(1, min_offset)]
         if len(far) == 0:
@@ -194,31 +277,52 @@ class Wav2LipDataset(_ClipSampler):
 
     face_input (6, T, 96, 96): masked window + reference window; target (3, T, 96, 96);
     mels (T, 1, 80, 16): per-frame windows (training convention); sync_mel (1, 80, 16): the window's mel
-    for the SyncNet loss; clip, start: which clip (index into ``clips``) and first frame.
+    for the SyncNet loss; articulation (T, 3), mouth_box (T, 4), has_truth: see ``mouth_labels``;
+    clip, start: which clip (index into ``clips``) and first frame.
 
     reference_min_offset: the reference window starts at least this many frames away (1 = any other
-    window, as Wav2Lip does).
+    window, as Wav2Lip does). reference_rest_fraction: share of samples whose reference window is one of
+    the clip's most closed mouths (lowest mean jaw truth), like the still face a robot is given; clips
+    without truth always get Wav2Lip's random reference.
     """
 
     def __init__(self, root, split, seed=0, samples_per_clip=1, img_size=CROP_SIZE, reference_min_offset=1,
-                 clips=None):
-        super().__init__(root, split, seed, samples_per_clip, img_size, clips)
+                 clips=None, audio_augment=None, reference_rest_fraction=0.0):
+        super().__init__(root, split, seed, samples_per_clip, img_size, clips, audio_augment)
         self.reference_min_offset = int(reference_min_offset)
+        if not 0.0 <= reference_rest_fraction <= 1.0:
+            raise ValueError(f"reference_rest_fraction must be in [0, 1], got {reference_rest_fraction}")
+        self.reference_rest_fraction = float(reference_rest_fraction)
+
+    def _reference(self, starts, start, truth, rng):
+        if truth is not None and self.reference_rest_fraction and rng.random() < self.reference_rest_fraction:
+            others = starts[np.abs(starts - start) >= max(1, self.reference_min_offset)]
+            if len(others):
+                jaw = np.asarray(truth["jaw"])
+                window_jaw = np.array([jaw[s:s + SYNC_FRAMES].mean() for s in others])
+                rest = others[window_jaw <= np.quantile(window_jaw, 0.2)]
+                return int(rest[rng.integers(len(rest))])
+        return self._other_start(starts, start, rng, self.reference_min_offset)
 
     def _sample(self, clip_index, clip_dir, starts, rng):
         start = int(starts[rng.integers(len(starts))])
-        reference = self._other_start(starts, start, rng, self.reference_min_offset)
+        truth = clip_truth(str(clip_dir))
+        reference = self._reference(starts, start, truth, rng)
         frames = range(start, start + SYNC_FRAMES)
         window = frames_to_tensor(read_frames(clip_dir, frames, self.img_size))
         reference_window = frames_to_tensor(read_frames(clip_dir, range(reference, reference + SYNC_FRAMES),
                                                         self.img_size))
-        mel = clip_mel(str(clip_dir))
+        mel = self._mel(clip_dir, rng)
         mels = torch.stack([mel_window(mel, training_mel_start(f)) for f in frames])
+        articulation, boxes, has_truth = mouth_labels(truth, frames, self.img_size)
         return {
             "face_input": torch.cat([mask_lower_half(window), reference_window], dim=0),
             "target": window,
             "mels": mels,
             "sync_mel": mel_window(mel, sync_mel_start(start)),
+            "articulation": torch.from_numpy(articulation),
+            "mouth_box": torch.from_numpy(boxes),
+            "has_truth": torch.tensor(has_truth),
             "clip": clip_index,
             "start": start,
         }
@@ -235,8 +339,8 @@ class SyncPairDataset(_ClipSampler):
     """
 
     def __init__(self, root, split, seed=0, samples_per_clip=1, img_size=CROP_SIZE, positive_fraction=0.5,
-                 off_sync_min_offset=1, clips=None):
-        super().__init__(root, split, seed, samples_per_clip, img_size, clips)
+                 off_sync_min_offset=1, clips=None, audio_augment=None):
+        super().__init__(root, split, seed, samples_per_clip, img_size, clips, audio_augment)
         if not 0.0 <= positive_fraction <= 1.0:
             raise ValueError(f"positive_fraction must be in [0, 1], got {positive_fraction}")
         self.positive_fraction = float(positive_fraction)
@@ -250,7 +354,7 @@ class SyncPairDataset(_ClipSampler):
                                               self.img_size))
         return {
             "faces": syncnet_face_input(window.unsqueeze(0))[0],
-            "mel": mel_window(clip_mel(str(clip_dir)), sync_mel_start(start)),
+            "mel": mel_window(self._mel(clip_dir, rng), sync_mel_start(start)),
             "in_sync": torch.tensor(1.0 if in_sync else 0.0),
             "clip": clip_index,
             "start": start,

@@ -4,14 +4,25 @@ One recipe covers all three, because they are one loss with different terms swit
 in any of them):
 
     total = recon·L1(G, ground truth)
+          + mouth_recon·L1 inside the mouth box (G, ground truth)
+          + articulation·MSE(head(G's audio embedding), mouth-shape truth)
+          + frame_articulation·MSE(shape net(G frames), mouth-shape truth)   (+ the shape net's own fit)
           + output_distill·L1(G, teacher frames)                       (distillation only)
           + feature_distill·hint(adapters(G features), teacher features) (distillation only)
           + sync·expert BCE(G frames, audio)                            (once switched on, see below)
+
+The articulation terms need the synthetic truth's mouth shapes (jaw, spread, round); on data without
+truth.json they switch off (one log line), per sample on mixed data. The mouth box is the truth's lips box,
+or a fixed box of the crop (training.dataset.MOUTH_PRIOR_BOX) for clips without truth. The shape net is fitted
+to ground-truth frames only, so it judges the mouth's shape and is never trained to tell generated frames
+apart (no adversarial game).
 
 The expert's sync term starts at weight 0 and is switched on when the expert's loss on the generator's
 validation frames drops below `loss.sync_enable_below` (Wav2Lip uses 0.75); null switches it on at once.
 """
 from __future__ import annotations
+
+import logging
 
 import torch
 from torch import nn
@@ -19,27 +30,60 @@ from torch import nn
 from lightlip_ros.models import GeneratorWidths, build_generator, load_generator, load_syncnet, save_generator
 from lightlip_ros.models.checkpoint import CheckpointError
 
-from .losses import (FeatureAdapters, expert_sync_loss, feature_distillation_loss, output_distillation_loss,
+from .dataset import SHAPE_DIMENSIONS, AudioAugment, Wav2LipDataset, clip_truth
+from .losses import (ArticulationHead, FeatureAdapters, MouthShapeNet, expert_sync_loss, feature_distillation_loss,
+                     frozen_call, lower_halves, masked_mse, mouth_reconstruction_loss, output_distillation_loss,
                      reconstruction_loss)
-from .dataset import Wav2LipDataset
-from .trainer import Recipe, TrainingError, dataset_pair
+from .trainer import Recipe, TrainingError, dataset_pair, unwrap
+
+LOG = logging.getLogger("lightlip.train")
+LOSS_TERMS = ("recon", "mouth_recon", "articulation", "frame_articulation", "sync", "output_distill",
+              "feature_distill")
+# Terms that need the synthetic truth's mouth shapes.
+TRUTH_TERMS = ("articulation", "frame_articulation")
+# Clips of the training list checked for truth.json before the truth terms are switched off.
+_TRUTH_PROBE_CLIPS = 64
+
+
+def time_major(per_frame: torch.Tensor) -> torch.Tensor:
+    """(B, T, ...) -> (T*B, ...): the order in which the generator stacks the frames of 5-D input."""
+    return per_frame.transpose(0, 1).flatten(0, 1)
 
 
 class GeneratorWithAdapters(nn.Module):
-    """The trained module: the generator plus, when distilling features, its 1x1 adapters. Adapters are
-    trained jointly (and checkpointed for --resume) but never exported with the generator."""
+    """The trained module: the generator plus the helpers trained with it and never exported with it: the
+    1x1 feature adapters when distilling features, the articulation head on the audio embedding, and the
+    mouth-shape net. All are checkpointed for --resume."""
 
-    def __init__(self, generator: nn.Module, adapters: nn.Module = None, feature_layers=()):
+    def __init__(self, generator: nn.Module, adapters: nn.Module = None, feature_layers=(),
+                 articulation_head: nn.Module = None, shape_net: nn.Module = None):
         super().__init__()
         self.generator = generator
         self.adapters = adapters
         self.feature_layers = list(feature_layers)
+        self.articulation_head = articulation_head
+        self.shape_net = shape_net
+        self._audio_embedding = None
+        if articulation_head is not None:
+            generator.audio_encoder.register_forward_hook(self._keep_audio_embedding)
+
+    def _keep_audio_embedding(self, module, inputs, output):
+        self._audio_embedding = output
 
     def forward(self, mel, face):
+        """-> (frames, adapted decoder features, articulation read off the audio embedding or None).
+
+        The articulation rows follow the generator's own stacking of 5-D input: time-major (t*B + b)."""
         if self.adapters is None:
-            return self.generator(mel, face), []
-        frames, features = self.generator.forward_with_features(mel, face)
-        return frames, self.adapters([features[i] for i in self.feature_layers])
+            frames, adapted = self.generator(mel, face), []
+        else:
+            frames, features = self.generator.forward_with_features(mel, face)
+            adapted = self.adapters([features[i] for i in self.feature_layers])
+        articulation = None
+        if self.articulation_head is not None:
+            articulation = self.articulation_head(self._audio_embedding)
+            self._audio_embedding = None
+        return frames, adapted, articulation
 
 
 def _decoder_feature_widths(generator: nn.Module) -> list:
@@ -61,8 +105,8 @@ class GeneratorRecipe(Recipe):
     def __init__(self, config: dict, device: torch.device):
         super().__init__(config, device)
         self.name = config["recipe"]
-        self.weights = {key: float(config["loss"][key] or 0.0)
-                        for key in ("recon", "sync", "output_distill", "feature_distill")}
+        self.weights = {key: float(config["loss"][key] or 0.0) for key in LOSS_TERMS}
+        self.mouth_margin = float(config["loss"]["mouth_margin"])
         self.sync_enable_below = config["loss"]["sync_enable_below"]
         self.sync_active = self.sync_enable_below is None
         self.teacher = None
@@ -88,7 +132,26 @@ class GeneratorRecipe(Recipe):
         return network.eval().requires_grad_(False)
 
     def datasets(self):
-        return dataset_pair(Wav2LipDataset, self.config)
+        data = self.config["data"]
+        try:
+            augment = AudioAugment.from_config(data.get("audio_augment"))
+        except (TypeError, ValueError) as error:
+            raise TrainingError(f"data.audio_augment: {error}") from error
+        shared = {"reference_rest_fraction": float(data.get("reference_rest_fraction") or 0.0)}
+        train, val = dataset_pair(Wav2LipDataset, self.config, train_options=dict(shared, audio_augment=augment),
+                                  val_options=shared)
+        self._switch_off_truth_terms(train)
+        return train, val
+
+    def _switch_off_truth_terms(self, train) -> None:
+        """Data without synthetic truth (lightlip-data preprocess output) cannot supervise mouth shapes."""
+        wanted = [term for term in TRUTH_TERMS if self.weights[term]]
+        probe = train.clips[:_TRUTH_PROBE_CLIPS]
+        if wanted and not any(clip_truth(str(train.root / clip)) is not None for clip in probe):
+            for term in wanted:
+                self.weights[term] = 0.0
+            LOG.warning("no truth.json in the training clips: %s switched off (they need the synthetic "
+                        "mouth-shape truth)", ", ".join(f"loss.{term}" for term in wanted))
 
     def build_model(self) -> nn.Module:
         model_cfg = self.config["model"]
@@ -116,13 +179,29 @@ class GeneratorRecipe(Recipe):
                 raise TrainingError(f"loss.feature_layers must index the {len(student_widths)} decoder "
                                     f"feature maps, got {layers}")
             adapters = FeatureAdapters([student_widths[i] for i in layers], [teacher_widths[i] for i in layers])
-        return GeneratorWithAdapters(generator, adapters, layers)
+        head = ArticulationHead(generator.widths.audio[-1], SHAPE_DIMENSIONS) if self.weights["articulation"] else None
+        shape_net = MouthShapeNet(SHAPE_DIMENSIONS) if self.weights["frame_articulation"] else None
+        return GeneratorWithAdapters(generator, adapters, layers, head, shape_net)
 
     # -- losses ----------------------------------------------------------------------------------
 
     def _terms(self, model, batch, with_sync: bool) -> tuple:
-        frames, adapted = model(batch["mels"], batch["face_input"])
+        frames, adapted, articulation = model(batch["mels"], batch["face_input"])
         terms = {"l1": reconstruction_loss(frames, batch["target"])}
+        if self.weights["mouth_recon"]:
+            terms["mouth_l1"] = mouth_reconstruction_loss(frames, batch["target"], batch["mouth_box"],
+                                                          self.mouth_margin)
+        window = batch["articulation"].size(1)
+        if articulation is not None:
+            terms["articulation"] = masked_mse(articulation, time_major(batch["articulation"]),
+                                               time_major(batch["has_truth"][:, None].expand(-1, window)))
+        if self.weights["frame_articulation"]:
+            shape_net = unwrap(model).shape_net
+            shape_truth = batch["articulation"].flatten(0, 1)  # batch-major, as lower_halves stacks frames
+            has_truth = batch["has_truth"][:, None].expand(-1, window).flatten()
+            terms["shape_fit"] = masked_mse(shape_net(lower_halves(batch["target"])), shape_truth, has_truth)
+            terms["frame_articulation"] = masked_mse(frozen_call(shape_net, lower_halves(frames)), shape_truth,
+                                                     has_truth)
         teacher_frames = None
         if self.teacher is not None:
             with torch.no_grad():
@@ -130,7 +209,7 @@ class GeneratorRecipe(Recipe):
                     batch["mels"], batch["face_input"])
             terms["output_distill"] = output_distillation_loss(frames, teacher_frames)
             if adapted:
-                layers = _unwrap_layers(model)
+                layers = unwrap(model).feature_layers
                 terms["feature_distill"] = feature_distillation_loss(adapted, [teacher_features[i] for i in layers])
         if self.expert is not None and with_sync:
             terms["sync"] = expert_sync_loss(self.expert, batch["sync_mel"], frames)
@@ -138,10 +217,13 @@ class GeneratorRecipe(Recipe):
 
     def _total(self, terms: dict) -> torch.Tensor:
         total = self.weights["recon"] * terms["l1"]
-        if "output_distill" in terms:
-            total = total + self.weights["output_distill"] * terms["output_distill"]
-        if "feature_distill" in terms:
-            total = total + self.weights["feature_distill"] * terms["feature_distill"]
+        for key, weight in (("mouth_l1", "mouth_recon"), ("articulation", "articulation"),
+                            ("frame_articulation", "frame_articulation"), ("output_distill", "output_distill"),
+                            ("feature_distill", "feature_distill")):
+            if key in terms:
+                total = total + self.weights[weight] * terms[key]
+        if "shape_fit" in terms:  # the shape net's own fit to the truth (its parameters only)
+            total = total + terms["shape_fit"]
         if self.sync_active and "sync" in terms:
             total = total + self.weights["sync"] * terms["sync"]
         return total
@@ -197,6 +279,3 @@ class GeneratorRecipe(Recipe):
                         expert=self.config["expert"]["checkpoint"], loss=self.config["loss"])
         save_generator(model.generator, path, **metadata)
 
-
-def _unwrap_layers(model) -> list:
-    return (model.module if hasattr(model, "module") else model).feature_layers

@@ -65,3 +65,75 @@ def output_distillation_loss(student_frames: Tensor, teacher_frames: Tensor) -> 
 def reconstruction_loss(frames: Tensor, target: Tensor) -> Tensor:
     """Wav2Lip's reconstruction term: L1 to the ground-truth frames."""
     return F.l1_loss(frames, target)
+
+
+def mouth_mask(boxes: Tensor, height: int, width: int, margin: float) -> Tensor:
+    """(B,1,T,H,W) mask, 1 inside each frame's mouth box (B,T,4: x1, y1, x2, y2 in pixels) grown by
+    `margin` pixels on every side."""
+    rows = torch.arange(height, device=boxes.device, dtype=boxes.dtype).view(1, 1, height, 1) + 0.5
+    cols = torch.arange(width, device=boxes.device, dtype=boxes.dtype).view(1, 1, 1, width) + 0.5
+    x1, y1, x2, y2 = (boxes[..., k, None, None] for k in range(4))
+    inside = ((cols >= x1 - margin) & (cols <= x2 + margin) & (rows >= y1 - margin) & (rows <= y2 + margin))
+    return inside.unsqueeze(1).to(boxes.dtype)
+
+
+def mouth_reconstruction_loss(frames: Tensor, target: Tensor, boxes: Tensor, margin: float) -> Tensor:
+    """L1 to the ground truth inside the mouth boxes only (mean over the masked pixels): the region that
+    whole-frame L1 lets a blurred, average mouth get away with."""
+    mask = mouth_mask(boxes.float(), frames.size(-2), frames.size(-1), margin)
+    error = (frames.float() - target.float()).abs() * mask
+    return error.sum() / (mask.sum() * frames.size(1)).clamp_min(1.0)
+
+
+def masked_mse(predicted: Tensor, truth: Tensor, weight: Tensor) -> Tensor:
+    """MSE over the samples whose weight is 1 (those with synthetic truth); 0 when there are none.
+    predicted/truth: (N, D), weight: (N,)."""
+    weight = weight.float()
+    squared = (predicted.float() - truth.float()).pow(2).mean(dim=1)
+    return (squared * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+class ArticulationHead(nn.Module):
+    """A linear read-out of the generator's audio embedding to the frame's mouth shape (jaw, spread,
+    round). Trained with the generator and discarded afterwards: its loss makes the audio encoder carry the
+    articulation that whole-frame L1 alone never forces it to learn."""
+
+    def __init__(self, embedding_width: int, dimensions: int = 3):
+        super().__init__()
+        self.linear = nn.Linear(embedding_width, dimensions)
+
+    def forward(self, embedding: Tensor) -> Tensor:
+        return self.linear(embedding.flatten(1))
+
+
+class MouthShapeNet(nn.Module):
+    """A small CNN that reads the mouth shape (jaw, spread, round) off the lower half of a 96x96 face.
+
+    It is fitted to the ground-truth frames and their synthetic truth only (never to generated frames, so
+    it is not a discriminator), and its reading of the generated frames, with its weights held fixed, tells
+    the generator how far the mouth it drew is from the shape the speech needs.
+    """
+
+    def __init__(self, dimensions: int = 3, width: int = 16):
+        super().__init__()
+        layers, channels = [], 3
+        for out in (width, 2 * width, 4 * width, 4 * width):
+            layers += [nn.Conv2d(channels, out, 3, 2, 1), nn.GroupNorm(4, out), nn.ReLU(inplace=True)]
+            channels = out
+        self.features = nn.Sequential(*layers)
+        self.read_out = nn.Linear(channels, dimensions)
+
+    def forward(self, lower_faces: Tensor) -> Tensor:
+        return self.read_out(self.features(lower_faces).mean(dim=(2, 3)))
+
+
+def lower_halves(frames: Tensor) -> Tensor:
+    """(B,3,T,H,W) frames -> (B*T,3,H/2,W) lower halves, batch-major (index b*T + t)."""
+    lower = frames[..., frames.size(-2) // 2:, :]
+    return lower.permute(0, 2, 1, 3, 4).flatten(0, 1)
+
+
+def frozen_call(module: nn.Module, *inputs):
+    """module(*inputs) with its parameters detached: gradients reach the inputs, never the module."""
+    parameters = {name: value.detach() for name, value in module.named_parameters()}
+    return torch.func.functional_call(module, parameters, inputs)

@@ -165,15 +165,16 @@ class ResumableSampler(DistributedSampler):
         return self.num_samples - self.start_index
 
 
-def dataset_pair(dataset_class, config: dict):
-    """(train, validation) data sets of the data reader, from the run's `data` section. Validation
-    samples are fixed (epoch 0 always); training windows change every epoch (the trainer sets it)."""
+def dataset_pair(dataset_class, config: dict, train_options=None, val_options=None):
+    """(train, validation) data sets of the data reader, from the run's `data` section, with extra
+    keyword arguments for either. Validation samples are fixed (epoch 0 always); training windows change
+    every epoch (the trainer sets it)."""
     data, seed = config["data"], int(config["train"]["seed"])
     try:
         train = dataset_class(data["root"], data["train_split"], seed=seed,
-                              samples_per_clip=int(data["samples_per_clip"]))
+                              samples_per_clip=int(data["samples_per_clip"]), **(train_options or {}))
         val = dataset_class(data["root"], data["val_split"], seed=seed + 1,
-                            samples_per_clip=int(data["val_samples_per_clip"]))
+                            samples_per_clip=int(data["val_samples_per_clip"]), **(val_options or {}))
     except DataError as error:
         raise TrainingError(f"data: {error}") from error
     return train, val
@@ -244,14 +245,15 @@ def _move(batch, device):
     return batch
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (or the module itself)."""
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def weight_fingerprint(model: nn.Module) -> str:
     """A digest of every parameter and buffer, to check that all ranks hold the same weights."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(_unwrap(model).state_dict().items()):
+    for name, tensor in sorted(unwrap(model).state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
