@@ -9,8 +9,8 @@ import torch
 
 from lightlip_ros.models import SyncNet, save_generator, save_syncnet, student
 from training.data_cli import main
-from training.evaluate import (GROUND_TRUTH, REFERENCE_COPY, evaluate, markdown_table, psnr, ssim, sync_signal,
-                               write_report)
+from training.evaluate import (GROUND_TRUTH, REFERENCE_COPY, evaluate, evaluate_speech, markdown_table,
+                               pause_frames, psnr, speech_metrics, ssim, sync_signal, write_report)
 from training.landmarks import load_landmarker, mouth_opening, mouth_points
 from training.layout import read_filelist, read_truth
 from training.synth import SynthConfig, generate_benchmark
@@ -91,6 +91,10 @@ def test_evaluate_report_with_baselines_and_a_generator(tiny, tmp_path):
     # No lip motion at all is clearly worse than the truth on every mouth metric.
     assert copy_row["psnr"] < 40 and copy_row["lmd"] > 0.3
     assert copy_row["open_corr_truth"] < truth_row["open_corr_truth"] - 0.2
+    # The truth's mouth moves and closes in pauses; a copied still mouth does not move.
+    assert truth_row["open_std_ratio"] == pytest.approx(1.0)
+    assert truth_row["open_silence"] < truth_row["open_speech"]
+    assert copy_row["open_std_ratio"] < 0.5
     # An untrained student draws no face: far worse than copying the reference.
     assert model_row["psnr"] < copy_row["psnr"] and model_row["frames"] == truth_row["frames"] > 20
     for row in rows.values():
@@ -132,3 +136,40 @@ def test_cli_eval_writes_table(tiny, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| reference copy |" in out
     assert (tmp_path / "report" / "eval.md").is_file()
+
+
+def test_pauses_come_from_the_truth_or_the_audio_level():
+    truth = {"phonemes": [["_:", 0.0, 0.3], ["b", 0.3, 0.4], ["A:", 0.4, 0.6], ["_", 0.6, 0.7],
+                          ["t", 0.7, 0.8], ["_:", 0.8, 1.2]]}
+    pauses = pause_frames(30, truth=truth)
+    # 0-0.3 s and 0.8 s on are pauses; the 0.1 s gap at 0.6 s is shorter than 150 ms and is not.
+    assert pauses[:8].all() and not pauses[8:20].any() and pauses[20:].all()
+    rate = 16000
+    wav = np.concatenate([np.zeros(rate // 2), 0.3 * np.sin(np.arange(rate) * 0.2), np.zeros(rate // 2)])
+    from_audio = pause_frames(50, wav=wav.astype(np.float32) + 1e-5)
+    assert from_audio[:12].all() and not from_audio[13:37].any() and from_audio[38:].all()
+
+
+def test_speech_metrics_reward_a_mouth_that_follows_the_speech():
+    rate = 16000
+    level = np.repeat([0.0, 0.3, 0.05, 0.3, 0.0, 0.2, 0.0], 10)  # per frame, 70 frames
+    wav = (np.repeat(level, rate // 25) * np.sin(np.arange(70 * rate // 25) * 0.3)).astype(np.float32) + 1e-5
+    following = speech_metrics(0.02 + 0.5 * np.convolve(level, np.ones(3) / 3, "same"), wav)
+    still = speech_metrics(np.full(70, 0.05) + 1e-4 * np.random.default_rng(0).normal(size=70), wav)
+    assert following["r_envelope"] > 0.9 and following["open_std"] > 0.05
+    assert following["open_silence"] < following["open_speech"]
+    assert abs(still["r_envelope"] or 0) < 0.5 and still["open_std"] < 0.001
+
+
+def test_evaluate_speech_on_real_speech_and_the_bundled_face(tmp_path, landmarker):
+    from conftest import ASSETS
+
+    torch.set_num_threads(1)
+    checkpoint = save_generator(student(0.125), tmp_path / "student.pth")
+    report = evaluate_speech([checkpoint], [ASSETS / "speech.wav"], [ASSETS / "face.jpg"], landmarker,
+                             progress=False)
+    (row,) = report["rows"]
+    assert row["frames"] > 50 and row["landmarks_found"] > 0.8 * row["frames"]
+    for key in ("open_std", "open_p95", "open_speech"):
+        assert row[key] is not None and np.isfinite(row[key])
+    assert main(["eval-speech", "--checkpoint", str(checkpoint), "--audio", str(tmp_path / "none.wav")]) == 2

@@ -56,7 +56,7 @@ def build_parser():
 
     synth = commands.add_parser("synth", help="synthetic talking-face benchmark with ground truth",
                                 description="Render a synthetic talking-face benchmark: real portraits whose "
-                                            "mouths follow espeak-ng speech, in the Wav2Lip layout plus "
+                                            "mouths follow espeak-ng and Festival speech, in the Wav2Lip layout plus "
                                             "truth.json per clip. Resumable: rerun the same command.")
     synth.add_argument("--out", required=True, help="output root")
     synth.add_argument("--portraits", nargs="*", default=[], help="folders of portrait images (identities)")
@@ -70,6 +70,9 @@ def build_parser():
     synth.add_argument("--sentences", type=_positive_int, default=40, help="training sentences (default 40)")
     synth.add_argument("--heldout-sentences", type=_positive_int, default=10,
                        help="held-out sentences for each of val and test (default 10)")
+    synth.add_argument("--festival-share", type=_fraction, default=0.5,
+                       help="share of clips spoken by a Festival voice instead of the identity's espeak-ng "
+                            "voice (default 0.5)")
     synth.add_argument("--crop-size", type=_positive_int, default=96, help="crop size in pixels (default 96)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--workers", type=_positive_int, default=1, help="parallel processes (default 1)")
@@ -91,6 +94,21 @@ def build_parser():
     ev.add_argument("--out", help="folder for eval.md and eval.json")
     ev.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    speech = commands.add_parser("eval-speech", help="does the generated mouth follow speech that has no video?",
+                                 description="Drive generator checkpoints with speech files on still faces, "
+                                             "prepared as the node prepares them, and measure the generated "
+                                             "mouth opening (landmarker inner-lip gap over the outer eye "
+                                             "corners' distance): its correlation with the speech envelope, "
+                                             "its spread and 95th percentile, and its mean in pauses and in "
+                                             "speech. Real speakers: std 0.02-0.06, p95 0.08-0.22.")
+    speech.add_argument("--checkpoint", nargs="+", required=True, help="generator checkpoints")
+    speech.add_argument("--audio", nargs="+", required=True, help="speech files (any rate and channels)")
+    speech.add_argument("--face", nargs="+",
+                        help="face images (default: the bundled face)")
+    speech.add_argument("--out", help="folder for speech.md and speech.json")
+    speech.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
+    speech.add_argument("--quiet", action="store_true", help="no progress bar")
 
     signal = commands.add_parser("sync-signal", help="does the data carry lip sync? landmarker mouth opening "
                                                      "vs audio loudness",
@@ -121,7 +139,7 @@ def _synth(args):
     config = SynthConfig(portraits=tuple(args.portraits), include_bundled_face=not args.no_bundled_face,
                          identities=args.identities, heldout_identities=args.heldout_identities,
                          sentences=args.sentences, heldout_sentences=args.heldout_sentences,
-                         crop_size=args.crop_size, seed=args.seed)
+                         crop_size=args.crop_size, seed=args.seed, festival_share=args.festival_share)
     summary = generate_benchmark(args.out, config, workers=args.workers, progress=not args.quiet)
     print(json.dumps(summary))
     if summary["failed"]:
@@ -146,6 +164,27 @@ def _eval(args):
         print(f"wrote {Path(args.out) / 'eval.md'} and eval.json")
 
 
+def _eval_speech(args):
+    import torch
+
+    from .evaluate import evaluate_speech, speech_markdown
+    from .layout import atomic_write_json, atomic_write_text
+    from .synth.benchmark import BUNDLED_FACE
+
+    torch.set_num_threads(args.threads)
+    args.face = args.face or [str(BUNDLED_FACE)]
+    for path in args.checkpoint + args.audio + args.face:
+        if not Path(path).is_file():
+            raise DataError(f"{path}: no such file")
+    report = evaluate_speech(args.checkpoint, args.audio, args.face, progress=not args.quiet)
+    table = speech_markdown(report)
+    print(table, end="")
+    if args.out:
+        atomic_write_json(Path(args.out) / "speech.json", report)
+        atomic_write_text(Path(args.out) / "speech.md", table)
+        print(f"wrote {Path(args.out) / 'speech.md'} and speech.json")
+
+
 def _sync_signal(args):
     from .evaluate import sync_signal
     from .layout import atomic_write_json
@@ -158,7 +197,8 @@ def _sync_signal(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    handlers = {"preprocess": _preprocess, "synth": _synth, "eval": _eval, "sync-signal": _sync_signal}
+    handlers = {"preprocess": _preprocess, "synth": _synth, "eval": _eval, "eval-speech": _eval_speech,
+                "sync-signal": _sync_signal}
     from lightlip_ros.audio import AudioError
     from lightlip_ros.models import CheckpointError
 

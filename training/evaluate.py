@@ -14,6 +14,11 @@ the training convention (see training.dataset). Metrics per model, averaged over
 - open_corr_truth / open_corr_frames: Pearson correlation over a clip's frames between the landmarker's
   mouth opening on generated frames and the ground-truth jaw track (synthetic truth) / the opening measured
   on the ground-truth frames.
+- open_std_ratio: the spread over a clip of the generated mouth opening (landmarker inner-lip gap over the
+  outer eye corners' distance) divided by the ground-truth frames' spread: what a blurred, average mouth
+  cannot fake (it correlates, but barely moves). open_silence / open_speech: mean generated opening in
+  pauses longer than PAUSE_MIN_S (from the truth's phonemes, or the audio's level without truth) and
+  during speech; the ground-truth row gives the real values.
 - lse_d / lse_c / sync_offset: SyncNet distance and confidence as in Chung & Zisserman's evaluation (LSE-D:
   minimum over audio offsets of the mean embedding distance; LSE-C: median minus minimum; offset: the
   argmin, in frames), when a SyncNet checkpoint is given.
@@ -37,14 +42,18 @@ from lightlip_ros.models.syncnet import SYNC_FRAMES
 
 from .dataset import (clip_mel, frames_to_tensor, mask_lower_half, mel_window, read_frames, sync_mel_start,
                       training_mel_start)
-from .landmarks import LandmarkerUnavailable, load_landmarker, mouth_opening, mouth_points
+from .landmarks import LandmarkerUnavailable, load_landmarker, mouth_opening, mouth_points, relative_opening
 from .layout import AUDIO_NAME, DataError, atomic_write_json, atomic_write_text, count_frames, read_filelist, read_truth
 
 MOUTH_MARGIN = 0.3  # the mouth region is the lips box grown by this fraction of its size on each side
 SYNC_OFFSETS = 7  # audio offsets searched for LSE-D/LSE-C, in frames each way
 GROUND_TRUTH = "ground truth"
 REFERENCE_COPY = "reference copy"
-METRICS = ("psnr", "ssim", "lmd", "open_corr_truth", "open_corr_frames", "lse_d", "lse_c", "sync_offset")
+METRICS = ("psnr", "ssim", "lmd", "open_corr_truth", "open_corr_frames", "open_std_ratio", "open_silence",
+           "open_speech", "lse_d", "lse_c", "sync_offset")
+PAUSE_MIN_S = 0.15  # a pause: at least this long without speech
+# Without truth, a frame is silent when its RMS is this far below the clip's 95th-percentile frame RMS.
+SILENCE_BELOW_DB = 30.0
 
 
 def mean_squared_error(generated, target):
@@ -107,6 +116,45 @@ def frame_rms(wav, n_frames, fps=FPS):
                      else 0.0 for i in range(n_frames)])
 
 
+def _long_runs(flags, min_length):
+    """flags with only the runs of True that are at least min_length long kept."""
+    flags = np.asarray(flags, bool)
+    kept = np.zeros_like(flags)
+    start = None
+    for i, flag in enumerate(np.append(flags, False)):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            if i - start >= min_length:
+                kept[start:i] = True
+            start = None
+    return kept
+
+
+def pause_frames(n_frames, truth=None, wav=None, fps=FPS):
+    """(n_frames,) bool: frames inside a pause of at least PAUSE_MIN_S. From the truth's phonemes (a frame
+    at i/fps s is speech when a phoneme other than a pause covers it), else from the audio's level."""
+    if truth is not None:
+        times = np.arange(n_frames) / float(fps)
+        speech = np.zeros(n_frames, bool)
+        for name, start, end in truth["phonemes"]:
+            if not name.startswith("_"):
+                speech |= (times >= start) & (times < end)
+        silent = ~speech
+    else:
+        rms = frame_rms(wav, n_frames, fps)
+        level = 20 * np.log10(np.maximum(rms, 1e-6))
+        silent = level < np.percentile(level, 95) - SILENCE_BELOW_DB
+    return _long_runs(silent, int(math.ceil(PAUSE_MIN_S * fps - 1e-9)))
+
+
+def opening_statistics(openings, pauses):
+    """{open_silence, open_speech} mean openings over pause / speech frames (None where there are none)."""
+    openings, pauses = np.asarray(openings, np.float64), np.asarray(pauses, bool)
+    return {"open_silence": float(openings[pauses].mean()) if pauses.any() else None,
+            "open_speech": float(openings[~pauses].mean()) if (~pauses).any() else None}
+
+
 @dataclass
 class EvalClip:
     """One clip prepared for evaluation: frames, mel, the frames evaluated, truth and GT measurements."""
@@ -117,6 +165,7 @@ class EvalClip:
     indices: np.ndarray  # frames evaluated
     reference: int
     truth: dict = None
+    pauses: np.ndarray = None  # (N,) bool: frame inside a pause (see pause_frames)
     gt_landmarks: dict = field(default_factory=dict)  # frame -> (68, 2)
     gt_faces: dict = field(default_factory=dict)  # frame -> landmarker face box
     audio_embeddings: dict = field(default_factory=dict)  # SyncNet window start -> embedding (shared by models)
@@ -135,7 +184,9 @@ def load_eval_clip(root, clip, reference="first", seed=0):
         reference_index = int(np.random.default_rng([seed, zlib.crc32(clip.encode())]).integers(n_frames))
     frames = read_frames(clip_dir, range(n_frames))
     indices = indices[indices != reference_index]
-    return EvalClip(clip, frames, mel, indices, reference_index, read_truth(clip_dir))
+    truth = read_truth(clip_dir)
+    pauses = pause_frames(n_frames, truth, None if truth else load_audio(clip_dir / AUDIO_NAME))
+    return EvalClip(clip, frames, mel, indices, reference_index, truth, pauses)
 
 
 def generate_clip(generator, clip, batch_size=64):
@@ -207,6 +258,7 @@ def sync_scores(syncnet, clip, frames):
 def clip_metrics(clip, generated, landmarker=None, syncnet=None):
     """Metrics of one clip's generated frames (aligned with clip.indices); None where not measurable."""
     errors, ssims, lmds, gen_open, gt_open, jaw = [], [], [], [], [], []
+    gen_relative, gt_relative, paused = [], [], []
     for k, index in enumerate(clip.indices):
         target = clip.frames[index]
         x1, y1, x2, y2 = mouth_region(clip.truth, index)
@@ -219,6 +271,9 @@ def clip_metrics(clip, generated, landmarker=None, syncnet=None):
                 lmds.append(float(np.linalg.norm(mouth_points(points) - mouth_points(gt), axis=1).mean()))
                 gen_open.append(mouth_opening(points))
                 gt_open.append(mouth_opening(gt))
+                gen_relative.append(relative_opening(points))
+                gt_relative.append(relative_opening(gt))
+                paused.append(bool(clip.pauses[int(index)]))
                 if clip.truth is not None:
                     jaw.append(clip.truth["jaw"][int(index)])
     result = {
@@ -228,6 +283,9 @@ def clip_metrics(clip, generated, landmarker=None, syncnet=None):
         "lmd": float(np.mean(lmds)) if lmds else None,
         "open_corr_truth": pearson(gen_open, jaw) if jaw else None,
         "open_corr_frames": pearson(gen_open, gt_open),
+        "open_std_ratio": (float(np.std(gen_relative) / np.std(gt_relative))
+                           if len(gt_relative) > 2 and np.std(gt_relative) > 0 else None),
+        **(opening_statistics(gen_relative, paused) if gen_relative else {"open_silence": None, "open_speech": None}),
         "lse_d": None, "lse_c": None, "sync_offset": None,
     }
     if syncnet is not None:
@@ -302,12 +360,13 @@ def markdown_table(report):
     lines = [f"Evaluation on `{report['root']}` split `{report['split']}` ({report['clips']} clips, "
              f"reference frame: {report['reference']}).", ""]
     header = ["model", "frames", "PSNR mouth (dB)", "SSIM mouth", "LMD (px)", "open corr truth",
-              "open corr frames", "LSE-D", "LSE-C", "sync offset"]
+              "open corr frames", "open std ratio", "open silence", "open speech", "LSE-D", "LSE-C", "sync offset"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for name, row in report["models"].items():
         cells = [name, str(row["frames"]), _format(row["psnr"], 2), _format(row["ssim"]), _format(row["lmd"], 2),
-                 _format(row["open_corr_truth"]), _format(row["open_corr_frames"]), _format(row["lse_d"]),
+                 _format(row["open_corr_truth"]), _format(row["open_corr_frames"]), _format(row["open_std_ratio"], 2),
+                 _format(row["open_silence"]), _format(row["open_speech"]), _format(row["lse_d"]),
                  _format(row["lse_c"]), _format(row["sync_offset"], 1)]
         lines.append("| " + " | ".join(cells) + " |")
     if report.get("note"):
@@ -383,3 +442,97 @@ def sync_signal(root, split, max_clips=None, landmarker=None, max_lag=3, log=pri
         "clips_with_positive_open_vs_rms": sum(1 for r in rows.values() if (r["open_vs_rms"] or 0) > 0),
     }
     return {"summary": summary, "per_clip": rows}
+
+
+# --------------------------------------------------------------------------------------------------
+# Speech without a video: does the generated mouth follow real speech, and move as much as a speaker's?
+
+SPEECH_METRICS = ("frames", "landmarks_found", "r_envelope", "open_std", "open_p95", "open_silence", "open_speech")
+ENVELOPE_SMOOTHING_FRAMES = 3  # the mouth follows the speech's level over about 100 ms, not a single frame
+
+
+def speech_envelope(wav, n_frames, fps=FPS):
+    """Per-frame RMS of the speech, smoothed over ENVELOPE_SMOOTHING_FRAMES frames."""
+    rms = frame_rms(wav, n_frames, fps)
+    kernel = np.ones(ENVELOPE_SMOOTHING_FRAMES) / ENVELOPE_SMOOTHING_FRAMES
+    return np.convolve(rms, kernel, mode="same")
+
+
+def speech_openings(generator, model_input, wav, landmarker, batch_size=64):
+    """Relative mouth openings (NaN where no landmarks) of the frames a generator draws for speech `wav`
+    on a prepared face (its (6, 96, 96) model input), exactly as the node renders them."""
+    from lightlip_ros.stream import offline_mel_windows
+
+    windows = torch.from_numpy(offline_mel_windows(wav))
+    face = torch.from_numpy(np.array(model_input, np.float32))[None]
+    crops = []
+    with torch.inference_mode():
+        for begin in range(0, len(windows), batch_size):
+            mels = windows[begin:begin + batch_size]
+            out = generator(mels, face.expand(len(mels), -1, -1, -1))
+            crops.append(out.clamp(0, 1).mul(255).add(0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    crops = np.concatenate(crops)
+    still = np.ascontiguousarray((model_input[3:].transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8))
+    box = landmarker.detect(still)
+    openings = np.full(len(crops), np.nan)
+    for k, crop in enumerate(crops):
+        points = landmarker.landmarks(crop, box)
+        if points is not None:
+            openings[k] = relative_opening(points)
+    return openings, crops
+
+
+def speech_metrics(openings, wav):
+    """Envelope correlation, spread, 95th percentile and pause/speech openings of one generated clip."""
+    n_frames = len(openings)
+    found = ~np.isnan(openings)
+    envelope = speech_envelope(wav, n_frames)
+    pauses = pause_frames(n_frames, wav=wav)
+    values = openings[found]
+    return {"frames": n_frames, "landmarks_found": int(found.sum()),
+            "r_envelope": pearson(values, envelope[found]),
+            "open_std": float(values.std()) if len(values) else None,
+            "open_p95": float(np.percentile(values, 95)) if len(values) else None,
+            **opening_statistics(values, pauses[found])}
+
+
+def evaluate_speech(checkpoints, audio_files, face_files, landmarker="auto", progress=True):
+    """Every checkpoint on every (face, speech) pair: rows of SPEECH_METRICS per model, face and audio,
+    plus a per-model mean. The face is prepared as the node prepares it; frame k shows the audio at k/25 s."""
+    from tqdm import tqdm
+
+    from lightlip_ros.face import FaceCache
+
+    if landmarker == "auto":
+        landmarker = load_landmarker()
+    faces = {}
+    for path in face_files:
+        image = cv2.imread(str(path))
+        if image is None:
+            raise DataError(f"{path}: not a readable image")
+        cache = FaceCache()
+        update = cache.set_face(image)
+        if cache.face is None:
+            raise DataError(f"{path}: {update.note}")
+        faces[str(path)] = cache.face.model_input
+    audios = {str(path): load_audio(path) for path in audio_files}
+    rows = []
+    for checkpoint in checkpoints:
+        generator = load_generator(checkpoint).eval()
+        pairs = [(f, a) for f in faces for a in audios]
+        for face_path, audio_path in tqdm(pairs, desc=f"speech {Path(checkpoint).name}", unit="clip",
+                                          disable=not progress):
+            openings, _ = speech_openings(generator, faces[face_path], audios[audio_path], landmarker)
+            rows.append({"model": str(checkpoint), "face": face_path, "audio": audio_path,
+                         **speech_metrics(openings, audios[audio_path])})
+    return {"landmarker": landmarker.name, "rows": rows}
+
+
+def speech_markdown(report):
+    lines = ["| model | face | speech | r envelope | open std | open p95 | open silence | open speech |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in report["rows"]:
+        lines.append(f"| {Path(row['model']).parent.name}/{Path(row['model']).name} | {Path(row['face']).stem} | "
+                     f"{Path(row['audio']).stem} | {_format(row['r_envelope'])} | {_format(row['open_std'])} | "
+                     f"{_format(row['open_p95'])} | {_format(row['open_silence'])} | {_format(row['open_speech'])} |")
+    return "\n".join(lines) + "\n"

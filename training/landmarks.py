@@ -21,6 +21,7 @@ INSTALL_HINT = "pip install dlib-bin==20.0.1.post1 face-recognition-models==0.3.
 MOUTH = slice(48, 68)  # the 20 mouth points of the 68-point scheme (outer lips 48-59, inner lips 60-67)
 # Inner-lip pairs (upper, lower) whose vertical gaps measure the mouth opening.
 _INNER_PAIRS = ((61, 67), (62, 66), (63, 65))
+_OUTER_EYE_CORNERS = (36, 45)
 
 
 class LandmarkerUnavailable(DataError):
@@ -103,3 +104,12 @@ def mouth_opening(landmarks):
     """Inner-lip gap (mean of three upper/lower point pairs), in the landmarks' pixels."""
     landmarks = np.asarray(landmarks)
     return float(np.mean([landmarks[lower, 1] - landmarks[upper, 1] for upper, lower in _INNER_PAIRS]))
+
+
+def relative_opening(landmarks):
+    """Inner-lip gap divided by the distance between the outer eye corners: a mouth opening that does not
+    depend on the face's size in the picture (real speakers in frontal recordings: std 0.02-0.06, 95th
+    percentile 0.08-0.22 over an utterance)."""
+    landmarks = np.asarray(landmarks)
+    eyes = float(np.linalg.norm(landmarks[_OUTER_EYE_CORNERS[1]] - landmarks[_OUTER_EYE_CORNERS[0]]))
+    return mouth_opening(landmarks) / max(eyes, 1e-6)
