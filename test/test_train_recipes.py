@@ -60,7 +60,8 @@ def test_every_subcommand_trains_and_writes_loadable_models(synth_root, tmp_path
     assert teacher_log["steps"] == 2 and teacher_log["final"]["val/sync"] > 0
 
     assert main(["distill", "--out", str(tmp_path / "distill"), "--teacher", str(tmp_path / "teacher/model.pt"),
-                 "--expert", str(tmp_path / "sync/model.pt"), "--widths", "0.0625"] + data) == 0
+                 "--expert", str(tmp_path / "sync/model.pt"), "--widths", "0.0625",
+                 "--set", "loss.frame_articulation=1.0"] + data) == 0
     assert main(["student", "--out", str(tmp_path / "student"), "--widths", "0.0625",
                  "--set", "loss.sync=0"] + data) == 0
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lightlip_ros.audio import FPS, MEL_STEP_SIZE, MELS_PER_SECOND, load_audio, melspectrogram
+from lightlip_ros.audio import FPS, HOP_LENGTH, MEL_STEP_SIZE, MELS_PER_SECOND, N_MELS, load_audio, melspectrogram
 from lightlip_ros.face import CROP_SIZE
 from lightlip_ros.models.syncnet import SYNC_FRAMES, syncnet_face_input
 
@@ -121,10 +121,14 @@ def clip_truth(clip_dir):
 class AudioAugment:
     """Random loudness and noise floor for a training sample's audio, drawn from the sample's generator.
 
-    gain_db: (low, high) gain in dB; snr_db: (low, high) ratio of the speech's RMS to added white noise,
-    in dB (None: no noise). Each sample's mel is recomputed from its clip's waveform, so the mel front end
-    and its floor behave exactly as on real audio at that level.
+    gain_db: (low, high) gain in dB; snr_db: (low, high) ratio of the clip's speech RMS to added white
+    noise, in dB (None: no noise). The mel columns a sample uses are recomputed from the augmented
+    waveform, so the mel front end and its floor behave exactly as on real audio at that level.
     """
+
+    # Columns computed on each side of the needed ones: the STFT window of a column reaches 2 columns out,
+    # and the pre-emphasis filter one sample further.
+    MARGIN_COLUMNS = 3
 
     def __init__(self, gain_db=(0.0, 0.0), snr_db=None):
         self.gain_db = _range(gain_db, "audio gain")
@@ -137,14 +141,27 @@ class AudioAugment:
             return None
         return cls(section.get("gain_db") or (0.0, 0.0), section.get("snr_db"))
 
-    def mel(self, wav, rng):
+    def mel(self, wav, rng, columns, n_columns):
+        """(80, n_columns) mel of the augmented clip, with only the columns in range(*columns) computed
+        (the others are zero): a sample needs about 30 of a clip's hundreds, and they equal the columns
+        of the whole augmented clip's mel (the segment keeps MARGIN_COLUMNS of real audio on each side)."""
         gain = 10.0 ** (rng.uniform(*self.gain_db) / 20.0)
-        augmented = wav.astype(np.float32) * np.float32(gain)
+        first = max(0, columns[0] - self.MARGIN_COLUMNS)
+        end = min(n_columns, columns[1] + self.MARGIN_COLUMNS)
+        stop = len(wav) if end == n_columns else HOP_LENGTH * (end - 1) + 1  # the clip's end reflects as in the whole
+        segment = wav[HOP_LENGTH * first:stop].astype(np.float32) * np.float32(gain)
         if self.snr_db is not None:
-            speech_rms = float(np.sqrt(np.mean(augmented.astype(np.float64) ** 2))) or 1e-4
+            speech_rms = gain * clip_rms(wav)
             noise_rms = speech_rms / 10.0 ** (rng.uniform(*self.snr_db) / 20.0)
-            augmented = augmented + rng.normal(0.0, noise_rms, augmented.shape).astype(np.float32)
-        return melspectrogram(np.clip(augmented, -1.0, 1.0))
+            segment = segment + rng.normal(0.0, noise_rms, segment.shape).astype(np.float32)
+        mel = np.zeros((N_MELS, n_columns), np.float32)
+        mel[:, first:end] = melspectrogram(np.clip(segment, -1.0, 1.0))[:, :end - first]
+        return mel
+
+
+def clip_rms(wav):
+    """RMS of a whole clip (its speech level, pauses included)."""
+    return max(float(np.sqrt(np.mean(np.asarray(wav, np.float64) ** 2))), 1e-4)
 
 
 def _range(values, what):
@@ -259,11 +276,13 @@ class _ClipSampler(Dataset):
             clip_index = int(rng.integers(len(self.clips)))
         raise DataError(f"{self.root}: {_MAX_ATTEMPTS} clips in a row gave no sample; check the data")
 
-    def _mel(self, clip_dir, rng):
-        """The clip's mel: cached, or recomputed from its augmented waveform when augmenting."""
+    def _mel(self, clip_dir, rng, columns):
+        """The clip's mel: cached, or with the columns in range(*columns) recomputed from its augmented
+        waveform when augmenting."""
+        mel = clip_mel(str(clip_dir))
         if self.audio_augment is None:
-            return clip_mel(str(clip_dir))
-        return self.audio_augment.mel(clip_audio(str(clip_dir)), rng)
+            return mel
+        return self.audio_augment.mel(clip_audio(str(clip_dir)), rng, columns, mel.shape[1])
 
     def _other_start(self, starts, start, rng, min_offset):
         far = starts[np.abs(starts - start) >= max(1, min_offset)]
@@ -312,7 +331,9 @@ class Wav2LipDataset(_ClipSampler):
         window = frames_to_tensor(read_frames(clip_dir, frames, self.img_size))
         reference_window = frames_to_tensor(read_frames(clip_dir, range(reference, reference + SYNC_FRAMES),
                                                         self.img_size))
-        mel = self._mel(clip_dir, rng)
+        mel = self._mel(clip_dir, rng, (training_mel_start(start),
+                                        max(training_mel_start(start + SYNC_FRAMES - 1), sync_mel_start(start))
+                                        + MEL_STEP_SIZE))
         mels = torch.stack([mel_window(mel, training_mel_start(f)) for f in frames])
         articulation, boxes, has_truth = mouth_labels(truth, frames, self.img_size)
         return {
@@ -354,7 +375,8 @@ class SyncPairDataset(_ClipSampler):
                                               self.img_size))
         return {
             "faces": syncnet_face_input(window.unsqueeze(0))[0],
-            "mel": mel_window(self._mel(clip_dir, rng), sync_mel_start(start)),
+            "mel": mel_window(self._mel(clip_dir, rng, (sync_mel_start(start), sync_mel_start(start) + MEL_STEP_SIZE)),
+                              sync_mel_start(start)),
             "in_sync": torch.tensor(1.0 if in_sync else 0.0),
             "clip": clip_index,
             "start": start,

@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
 # Round 5 (CPU, 2 cores): the student from scratch with the recipe that makes the mouth follow the speech
-# (training/configs/distill.yaml defaults: mouth-weighted L1, articulation head, mouth-shape net, closed
+# (training/configs/distill.yaml defaults: mouth-weighted L1, articulation head on the audio embedding, closed
 # references, audio augmentation), then its held-out evaluation on the synthetic test split and on real speech.
-#   scripts/experiments/student_round5.sh [STEPS]   (default 12000; resumes an interrupted run)
+#   scripts/experiments/student_round5.sh [STEPS]   (default 20000; resumes an interrupted run)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-STEPS="${1:-12000}"
+STEPS="${1:-20000}"
 PY=.venv/bin/python
 OUT=runs/round5/student
 SHARED=../shared/data
-COMMON=(--data runs/data-synth --steps "$STEPS" --batch-size 4 --lr 1e-3 --val-every 500 --threads 2
+COMMON=(--data runs/data-synth --steps "$STEPS" --batch-size 4 --lr 1e-3 --val-every 1000 --threads 2
         --num-workers 1 --set train.schedule=cosine --set train.warmup_steps=20 --set train.val_batches=8
         --set loss.sync=0)
 mkdir -p runs/round5
 RESUME=()
 [ -f "$OUT/checkpoints/last.pt" ] && RESUME=(--resume "$OUT")
-$PY -m training.train_cli student --out "$OUT" "${COMMON[@]}" "${RESUME[@]}" 2>&1 | tr '\r' '\n' \
+$PY -m training.train_cli student --out "$OUT" "${COMMON[@]}" "${RESUME[@]}" 2>&1 | stdbuf -oL tr "\r" "\n" \
   | grep --line-buffered -v "step/s" > "$OUT.log"
 $PY -m training.data_cli eval runs/data-synth --split test --checkpoint "$OUT/model_last.pt" \
   lightlip_ros/assets/student.pt --out runs/round5/eval-test --threads 2 --quiet
