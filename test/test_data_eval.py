@@ -108,11 +108,12 @@ def test_evaluate_report_with_baselines_and_a_generator(tiny, tmp_path):
 
 
 def test_sync_signal_finds_lip_sync_in_synthetic_data(tiny):
-    result = sync_signal(tiny, "train", progress=False)
-    summary = result["summary"]
-    assert summary["landmarks_missed"] == 0
-    assert summary["open_vs_jaw_mean"] > 0.6
-    assert summary["open_vs_rms_mean"] > 0.1
+    summaries = [sync_signal(tiny, split, progress=False)["summary"] for split in ("train", "val", "test")]
+    assert all(summary["landmarks_missed"] == 0 for summary in summaries)
+    # One clip per split, each spoken by another engine and voice: every one carries the sync signal.
+    assert all(summary["open_vs_jaw_mean"] > 0.4 for summary in summaries)
+    assert np.mean([summary["open_vs_jaw_mean"] for summary in summaries]) > 0.6
+    assert all(summary["open_vs_rms_mean"] > 0.1 for summary in summaries)
 
 
 def test_cli_reports_user_errors_in_one_line(tiny, tmp_path, capsys):

@@ -182,7 +182,7 @@ def test_truth_terms_switch_off_on_data_without_truth(synth_root, tmp_path, capl
     shutil.copytree(synth_root, recorded)
     for truth in recorded.rglob("truth.json"):
         truth.unlink()
-    config = build_config("distill", overrides=[f"data.root={recorded}", "loss.sync=0"])
+    config = build_config("distill", overrides=[f"data.root={recorded}", "loss.sync=0", "loss.frame_articulation=1"])
     config["model"]["widths"] = 0.0625
     recipe = GeneratorRecipe(config, torch.device("cpu"))
     with caplog.at_level("WARNING", logger="lightlip.train"):
