@@ -225,10 +225,13 @@ class TalkingFaceNode(Node):
         except FaceImageError as error:
             self._errors.log("face_image", f"face image rejected: {error}")
             return False, str(error)
-        if update.changed or not update.ok:
+        # One call site per severity: rclpy refuses a call site whose severity changes between calls.
+        if update.changed:
             self._face_note, self._face_detected = update.note, update.detected
-            log = self.get_logger().info if update.changed else self.get_logger().warning
-            log(update.note)
+            self.get_logger().info(update.note)
+        elif update.box is None:  # no face in the image: the previous face (if any) stays
+            self._face_note = update.note
+            self.get_logger().warning(update.note)
         if update.ok:
             self._last_face = (image, frame_id)
             self._frame_id = frame_id

@@ -141,3 +141,50 @@ def test_corrupt_model_falls_back_to_the_bundled_one(ros_context, node_env, tmp_
         assert "corrupt.pt" in status.engine_reason and "student.pt" in status.engine_reason, status.engine_reason
         assert status.model.endswith("student.pt")
     assert "corrupt.pt" in node.output(), "the fallback is logged with the reason"
+
+
+def test_face_sequences_never_end_the_node(ros_context, node_env, student_checkpoint, tmp_path):
+    """No face first, then a good one; bad after good; good after bad: over the topic and over set_face."""
+    import cv2
+    from lightlip_msgs.srv import SetFace
+    from lightlip_ros.image_msgs import bgr_to_image
+    from sensor_msgs.msg import Image
+
+    face = cv2.imread(str(ASSETS / "face.jpg"))
+    blank = np.full((512, 512, 3), 128, np.uint8)  # no face to find
+    tiny = cv2.resize(face, (64, 64))  # the face too small to detect
+    cv2.imwrite(str(tmp_path / "blank.png"), blank)
+    cv2.imwrite(str(tmp_path / "face.png"), face)
+    with start_node(node_env, tmp_path / "node.log", "-p", f"model_path:={student_checkpoint}",
+                    "-p", "idle_rate:=0.0") as node:
+        watcher = Watcher(ros_context)
+        images = watcher.node.create_publisher(Image, "face_image", LATCHED)
+        client = watcher.node.create_client(SetFace, "set_face")
+        watcher.spin_until(lambda: client.service_is_ready(), 30, "the set_face service", node)
+
+        def call(path):
+            future = client.call_async(SetFace.Request(path=str(path)))
+            watcher.spin_until(future.done, 30, f"set_face({path.name}) answered", node)
+            return future.result()
+
+        watcher.wait_for_state(TalkStatus.STATE_WAITING_FOR_FACE, process=node)
+        for image in (blank, tiny):  # no face yet: the node keeps waiting for one
+            images.publish(bgr_to_image(image))
+            watcher.spin_until(lambda: "no face found" in watcher.status.face_note
+                               and f"{image.shape[1]}x{image.shape[0]}" in watcher.status.face_note, 30,
+                               f"the missing face in the {image.shape[1]}x{image.shape[0]} image reported", node)
+        assert watcher.status.state == TalkStatus.STATE_WAITING_FOR_FACE
+        images.publish(bgr_to_image(face))  # good after bad
+        watcher.wait_for_state(TalkStatus.STATE_IDLE, process=node)
+        images.publish(bgr_to_image(blank))  # bad after good keeps the good face
+        watcher.spin_until(lambda: "kept the previous face" in watcher.status.face_note, 30, "the kept face", node)
+        assert watcher.status.state == TalkStatus.STATE_IDLE
+
+        answer = call(tmp_path / "blank.png")  # the same over the service
+        assert not answer.success and "no face found" in answer.message
+        answer = call(tmp_path / "face.png")
+        assert answer.success, answer.message
+        assert not call(tmp_path / "blank.png").success
+        assert call(tmp_path / "face.png").success
+        assert node.popen.poll() is None, "the node must still run"
+    assert node.popen.returncode == 0, node.output()[-3000:]
