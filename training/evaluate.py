@@ -407,6 +407,7 @@ def sync_signal(root, split, max_clips=None, landmarker=None, max_lag=3, log=pri
         n_frames = count_frames(clip_dir)
         frames = read_frames(clip_dir, range(n_frames))
         opening = np.full(n_frames, np.nan)
+        relative = np.full(n_frames, np.nan)
         for i in range(n_frames):
             points = landmarker.landmarks(frames[i])
             total += 1
@@ -414,6 +415,7 @@ def sync_signal(root, split, max_clips=None, landmarker=None, max_lag=3, log=pri
                 missed += 1
             else:
                 opening[i] = mouth_opening(points)
+                relative[i] = relative_opening(points)
         rms = frame_rms(load_audio(clip_dir / AUDIO_NAME), n_frames)
         found = ~np.isnan(opening)
         truth = read_truth(clip_dir)
@@ -429,6 +431,9 @@ def sync_signal(root, split, max_clips=None, landmarker=None, max_lag=3, log=pri
                                                       key=lambda k: lags[k], default=None),
             "open_vs_jaw": pearson(opening[found], np.asarray(truth["jaw"])[found]) if truth else None,
             "rms_vs_jaw": pearson(rms, truth["jaw"]) if truth else None,
+            # How far and how often the mouth opens, on the scale real speakers are measured on.
+            "open_std": float(np.nanstd(relative)) if found.any() else None,
+            "open_p95": float(np.nanpercentile(relative, 95)) if found.any() else None,
         }
         pooled_open.append((opening[found] - opening[found].mean()) / (opening[found].std() + 1e-9))
         pooled_rms.append((rms[found] - rms[found].mean()) / (rms[found].std() + 1e-9))
@@ -440,6 +445,8 @@ def sync_signal(root, split, max_clips=None, landmarker=None, max_lag=3, log=pri
         "open_vs_jaw_mean": _mean([r["open_vs_jaw"] for r in rows.values()]),
         "rms_vs_jaw_mean": _mean([r["rms_vs_jaw"] for r in rows.values()]),
         "clips_with_positive_open_vs_rms": sum(1 for r in rows.values() if (r["open_vs_rms"] or 0) > 0),
+        "open_std_mean": _mean([r["open_std"] for r in rows.values()]),
+        "open_p95_mean": _mean([r["open_p95"] for r in rows.values()]),
     }
     return {"summary": summary, "per_clip": rows}
 
