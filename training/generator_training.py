@@ -192,7 +192,7 @@ class GeneratorRecipe(Recipe):
             terms["mouth_l1"] = mouth_reconstruction_loss(frames, batch["target"], batch["mouth_box"],
                                                           self.mouth_margin)
         window = batch["articulation"].size(1)
-        if articulation is not None:
+        if articulation is not None and self.weights["articulation"]:  # the weight is 0 once switched off
             terms["articulation"] = masked_mse(articulation, time_major(batch["articulation"]),
                                                time_major(batch["has_truth"][:, None].expand(-1, window)))
         if self.weights["frame_articulation"]:
