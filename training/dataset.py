@@ -37,12 +37,13 @@ from lightlip_ros.face import CROP_SIZE
 from lightlip_ros.models.syncnet import SYNC_FRAMES, syncnet_face_input
 
 from .layout import AUDIO_NAME, MEL_CACHE_NAME, DataError, count_frames, frame_path, read_filelist, read_truth
+from .synth.visemes import SHAPE_NAMES
 
 # Mouth region of an inference crop (x1, y1, x2, y2 as fractions of the crop) for clips without truth: where
 # the synthetic benchmark's truth lips boxes lie (1st to 99th percentile of each edge over all 79,165 frames:
 # 0.30-0.41, 0.60-0.78, 0.59-0.70, 0.75-0.97), rounded out.
 MOUTH_PRIOR_BOX = (0.28, 0.58, 0.72, 0.97)
-SHAPE_DIMENSIONS = 3  # jaw, spread, round (training.synth.visemes.SHAPE_NAMES)
+SHAPE_DIMENSIONS = len(SHAPE_NAMES)
 
 # A clip that cannot give a sample (too short, unreadable) is replaced by another clip drawn from the same
 # generator; after this many failures in a row the data set is declared unusable.
@@ -171,13 +172,18 @@ def _range(values, what):
     return low, high
 
 
+def _far_starts(starts, start, min_offset):
+    """The window starts at least min_offset (and at least 1) frames from start."""
+    return starts[np.abs(starts - start) >= max(1, min_offset)]
+
+
 def mouth_labels(truth, frames, img_size=CROP_SIZE):
     """(articulation (T,3), mouth boxes (T,4) in img_size pixels, has_truth) of the given frames."""
     frames = list(frames)
     if truth is None:
         box = np.array(MOUTH_PRIOR_BOX, np.float32) * img_size
         return (np.zeros((len(frames), SHAPE_DIMENSIONS), np.float32), np.tile(box, (len(frames), 1)), 0.0)
-    shapes = np.array([[truth["jaw"][f], truth["spread"][f], truth["round"][f]] for f in frames], np.float32)
+    shapes = np.array([[truth[name][f] for name in SHAPE_NAMES] for f in frames], np.float32)
     scale = img_size / float(truth["crop_size"])
     boxes = np.array([truth["lips_box"][f] for f in frames], np.float32) * scale
     return shapes, boxes, 1.0
@@ -285,7 +291,7 @@ class _ClipSampler(Dataset):
         return self.audio_augment.mel(clip_audio(str(clip_dir)), rng, columns, mel.shape[1])
 
     def _other_start(self, starts, start, rng, min_offset):
-        far = starts[np.abs(starts - start) >= max(1, min_offset)]
+        far = _far_starts(starts, start, min_offset)
         if len(far) == 0:
             far = starts[starts != start]
         return int(far[rng.integers(len(far))])
@@ -315,7 +321,7 @@ class Wav2LipDataset(_ClipSampler):
 
     def _reference(self, starts, start, truth, rng):
         if truth is not None and self.reference_rest_fraction and rng.random() < self.reference_rest_fraction:
-            others = starts[np.abs(starts - start) >= max(1, self.reference_min_offset)]
+            others = _far_starts(starts, start, self.reference_min_offset)
             if len(others):
                 jaw = np.asarray(truth["jaw"])
                 window_jaw = np.array([jaw[s:s + SYNC_FRAMES].mean() for s in others])

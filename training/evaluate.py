@@ -454,7 +454,6 @@ def sync_signal(root, split, max_clips=None, landmarker=None, max_lag=3, log=pri
 # --------------------------------------------------------------------------------------------------
 # Speech without a video: does the generated mouth follow real speech, and move as much as a speaker's?
 
-SPEECH_METRICS = ("frames", "landmarks_found", "r_envelope", "open_std", "open_p95", "open_silence", "open_speech")
 ENVELOPE_SMOOTHING_FRAMES = 3  # the mouth follows the speech's level over about 100 ms, not a single frame
 
 
@@ -486,7 +485,7 @@ def speech_openings(generator, model_input, wav, landmarker, batch_size=64):
         points = landmarker.landmarks(crop, box)
         if points is not None:
             openings[k] = relative_opening(points)
-    return openings, crops
+    return openings
 
 
 def speech_metrics(openings, wav):
@@ -504,8 +503,8 @@ def speech_metrics(openings, wav):
 
 
 def evaluate_speech(checkpoints, audio_files, face_files, landmarker="auto", progress=True):
-    """Every checkpoint on every (face, speech) pair: rows of SPEECH_METRICS per model, face and audio,
-    plus a per-model mean. The face is prepared as the node prepares it; frame k shows the audio at k/25 s."""
+    """Every checkpoint on every (face, speech) pair: one row of speech_metrics per model, face and audio.
+    The face is prepared as the node prepares it; frame k shows the audio at k/25 s."""
     from tqdm import tqdm
 
     from lightlip_ros.face import FaceCache
@@ -529,7 +528,7 @@ def evaluate_speech(checkpoints, audio_files, face_files, landmarker="auto", pro
         pairs = [(f, a) for f in faces for a in audios]
         for face_path, audio_path in tqdm(pairs, desc=f"speech {Path(checkpoint).name}", unit="clip",
                                           disable=not progress):
-            openings, _ = speech_openings(generator, faces[face_path], audios[audio_path], landmarker)
+            openings = speech_openings(generator, faces[face_path], audios[audio_path], landmarker)
             rows.append({"model": str(checkpoint), "face": face_path, "audio": audio_path,
                          **speech_metrics(openings, audios[audio_path])})
     return {"landmarker": landmarker.name, "rows": rows}

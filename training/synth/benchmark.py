@@ -1,10 +1,11 @@
 """The synthetic talking-face benchmark: plan, render and write clips in the Wav2Lip layout with truth.
 
-Identities are real face photos; speech is espeak-ng or Festival (training.synth.speech); each clip's mouth follows the phonemes of its own
-audio (training.synth.visemes) and is rendered into the photo (training.synth.render). What the benchmark
-measures honestly: whether a model maps speech to the *rendered* mouth motion (jaw, spread, rounding) of
-unseen faces and unseen sentences. It does not measure realism of teeth, tongue or skin, nor real-world
-speech: for those, use recordings (``lightlip-data preprocess``).
+Identities are real face photos; speech is espeak-ng or Festival (training.synth.speech); each clip's
+mouth follows the phonemes of its own audio (training.synth.visemes) and is rendered into the photo
+(training.synth.render). What the benchmark measures honestly: whether a model maps speech to the
+*rendered* mouth motion (jaw, spread, rounding) of unseen faces and unseen sentences. It does not measure
+realism of teeth, tongue or skin, nor real-world speech: for those, use recordings (``lightlip-data
+preprocess``).
 """
 import json
 import shutil
@@ -150,6 +151,7 @@ def plan_benchmark(config, log=print):
     clips = []
     festival_voices = list(FESTIVAL_VOICE_WEIGHTS)
     festival_weights = np.array(list(FESTIVAL_VOICE_WEIGHTS.values()))
+    festival_weights = festival_weights / festival_weights.sum()
     for split in SPLITS:
         speakers = [i for i in identities.values() if i.split == (split if n_heldout else "train")]
         for identity in sorted(speakers, key=lambda i: i.name):
@@ -158,7 +160,7 @@ def plan_benchmark(config, log=print):
                 voice_rng = np.random.default_rng([config.seed, 0xC1, len(clips)])
                 voice = ""
                 if voice_rng.random() < config.festival_share:
-                    name = festival_voices[voice_rng.choice(len(festival_voices), p=festival_weights / festival_weights.sum())]
+                    name = festival_voices[voice_rng.choice(len(festival_voices), p=festival_weights)]
                     voice = f"{FESTIVAL}:{name}"
                 clips.append(ClipPlan(clip, split, identity.name, text, [config.seed, len(clips)], voice))
     return identities, sentences, clips, n_heldout > 0
