@@ -4,8 +4,10 @@ One face image is prepared once (`FaceCache.set_face`) and reused for every fram
 (6, 96, 96) generator input and the blend mask never change while the face stays the same, so a frame
 costs only the generator and the paste.
 """
+import collections
 import dataclasses
 import hashlib
+import threading
 from dataclasses import dataclass
 from typing import NamedTuple, Optional, Sequence, Tuple
 
@@ -22,6 +24,7 @@ FRONTAL_CASCADES = ("haarcascade_frontalface_alt2.xml", "haarcascade_frontalface
 # Detection runs on a copy whose longer side is at most this many pixels: Haar cost grows with image
 # area, and a face large enough to animate is still far above the cascade's 20-24 px minimum there.
 DETECTION_MAX_SIDE = 640
+RECENT_FACES = 4  # prepared faces kept by FaceCache: a robot switching between a few faces re-detects none
 
 
 class FaceImageError(ValueError):
@@ -47,11 +50,15 @@ class FaceConfig:
     mask_top: where, as a fraction of the crop height, the transition into the generated face is
         centred. The generator redraws the lower half (its input has the lower half masked), so 0.5.
     min_face_fraction: the smallest face searched for, as a fraction of the image's shorter side.
+    max_side: a face image whose longer side exceeds this many pixels is scaled down to it once, when it
+        is set, so every frame is that size (a 4K camera picture would make 25 MB frames and cost a 25 MB
+        copy per frame); 0 keeps every image's own size.
     """
     pads: Tuple[int, int, int, int] = (0, 10, 0, 0)
     blend_width_px: int = 16
     mask_top: float = 0.5
     min_face_fraction: float = 0.1
+    max_side: int = 1280
 
     def __post_init__(self):
         if len(self.pads) != 4 or any(int(p) < 0 for p in self.pads):
@@ -62,6 +69,8 @@ class FaceConfig:
             raise ValueError(f"mask_top must be in [0, 1), got {self.mask_top}")
         if not 0.0 < self.min_face_fraction <= 1.0:
             raise ValueError(f"min_face_fraction must be in (0, 1], got {self.min_face_fraction}")
+        if self.max_side != 0 and self.max_side < CROP_SIZE:
+            raise ValueError(f"max_side must be 0 (keep the size) or >= {CROP_SIZE} pixels, got {self.max_side}")
 
 
 def as_bgr_image(image) -> np.ndarray:
@@ -120,6 +129,26 @@ def detect_face(image_bgr: np.ndarray) -> Optional[Box]:
     if _default_detector is None:
         _default_detector = FaceDetector()
     return _default_detector.detect(as_bgr_image(image_bgr))
+
+
+def check_box_inside(box: Box, image_shape: Sequence[int]) -> None:
+    """Raises FaceImageError unless the box has an area and lies wholly inside the image."""
+    height, width = image_shape[:2]
+    if box.width <= 0 or box.height <= 0:
+        raise FaceImageError(f"face box {tuple(box)} has no area")
+    if box.x < 0 or box.y < 0 or box.x + box.width > width or box.y + box.height > height:
+        raise FaceImageError(f"face box {tuple(box)} (x, y, width, height) reaches outside the {width}x{height} image")
+
+
+def fit_within(image_bgr: np.ndarray, max_side: int) -> Tuple[np.ndarray, float]:
+    """(image scaled down so its longer side is at most max_side, the scale); max_side 0 or a smaller
+    image: the image itself and 1.0."""
+    height, width = image_bgr.shape[:2]
+    if max_side <= 0 or max(height, width) <= max_side:
+        return image_bgr, 1.0
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA), scale
 
 
 def crop_region(box: Box, image_shape: Sequence[int], pads=(0, 10, 0, 0)) -> Tuple[int, int, int, int]:
@@ -232,23 +261,51 @@ class FaceUpdate:
 
 
 class FaceCache:
-    """Holds the current face; a new image replaces it, the same image again costs only a hash."""
+    """Holds the current face; a new image replaces it, an image seen recently costs only a hash.
+
+    Thread-safe: one lock around each call, so detection may run on its own thread while frames are
+    rendered from `face` (read once per frame; a face is immutable once prepared).
+    """
 
     def __init__(self, config: FaceConfig = FaceConfig(), detector: Optional[FaceDetector] = None):
         self.config = config
         self._detector = detector
+        self._lock = threading.Lock()
+        # image key -> FaceUpdate, and the prepared face of each update that found one (most recent last)
+        self._recent: "collections.OrderedDict[bytes, Tuple[FaceUpdate, Optional[PreparedFace]]]" = \
+            collections.OrderedDict()
         self._last_key: Optional[bytes] = None
-        self._last_update: Optional[FaceUpdate] = None
+        self._last_image: Optional[np.ndarray] = None  # the last image given, to apply a new box to
         self.face: Optional[PreparedFace] = None
+        self.note = "no face image received yet"  # of the last update that changed the face or found none
+
+    @property
+    def image_size(self) -> Optional[Tuple[int, int]]:
+        """(width, height) of the last image given, in its own pixels (None before the first)."""
+        image = self._last_image
+        return None if image is None else (image.shape[1], image.shape[0])
+
+    def set_box(self, box: Optional[Sequence[int]]) -> Optional[FaceUpdate]:
+        """Prepares the last image given again with this box (None: detect); None if no image came yet."""
+        image = self._last_image
+        return None if image is None else self.set_face(image, box)
 
     def reconfigure(self, config: FaceConfig) -> None:
-        """New crop and blend settings; the current face is prepared again from its box (not re-detected)."""
-        if config.min_face_fraction != self.config.min_face_fraction:
-            self._detector = None
-        self.config = config
-        if self.face is not None:
-            face = self.face
-            self.face = prepare_face(face.image, face.box, face.detected, config, face.key)
+        """New crop and blend settings; the current face is prepared again from its box (not re-detected).
+        A new max_side applies from the next face image."""
+        with self._lock:
+            if config.min_face_fraction != self.config.min_face_fraction:
+                self._detector = None
+            self.config = config
+            again = lambda face: prepare_face(face.image, face.box, face.detected, config, face.key)
+            current = self.face
+            for key, (update, face) in self._recent.items():
+                if face is not None:
+                    self._recent[key] = (update, again(face))
+                    if face is current:
+                        self.face = self._recent[key][1]
+            if self.face is current and current is not None:
+                self.face = again(current)
 
     @property
     def detector(self) -> FaceDetector:
@@ -257,36 +314,59 @@ class FaceCache:
         return self._detector
 
     def set_face(self, image, box: Optional[Sequence[int]] = None) -> FaceUpdate:
-        """Prepares image (BGR uint8) as the face; box (x, y, width, height) skips detection.
+        """Prepares image (BGR uint8) as the face; box (x, y, width, height, in the image's pixels) skips
+        detection.
 
-        Raises FaceImageError for arrays that cannot be images or a box outside the image. An image in
-        which no face is found keeps the previous face (ok is True if there is one) and says so in note.
+        Raises FaceImageError for arrays that cannot be images or a box not wholly inside the image. An
+        image in which no face is found keeps the previous face (ok is True if there is one) and says so
+        in note. An image larger than config.max_side is scaled down first (the note says so).
         """
         image = as_bgr_image(image)
         if box is not None:
             box = Box(*(int(v) for v in box))
-            if box.width <= 0 or box.height <= 0:
-                raise FaceImageError(f"face box {tuple(box)} has no area")
+            check_box_inside(box, image.shape)
         key = image_key(image, box)
-        if key == self._last_key and self._last_update is not None:
-            last = self._last_update
-            note = "same face image as before: nothing to do" if last.box is not None else last.note
-            return dataclasses.replace(last, changed=False, note=note)
+        with self._lock:
+            self._last_image = image
+            return self._set_face(image, box, key)
+
+    def _set_face(self, image: np.ndarray, box: Optional[Box], key: bytes) -> FaceUpdate:
+        if key in self._recent:
+            self._recent.move_to_end(key)
+            update, face = self._recent[key]
+            if face is not None:
+                changed = face is not self.face
+                self.face = face
+                if changed:
+                    self.note = update.note
+                note = update.note if changed else "same face image as before: nothing to do"
+                self._last_key = key
+                return dataclasses.replace(update, changed=changed, note=note)
+            if key == self._last_key:
+                return update
         height, width = image.shape[:2]
+        scaled, scale = fit_within(image, self.config.max_side)
         detected = box is None
         if detected:
-            box = self.detector.detect(image)
-            if box is None:
-                if self.face is None:
-                    note = f"no face found in the {width}x{height} image and no previous face: waiting for a face"
-                else:
-                    note = f"no face found in the {width}x{height} image: kept the previous face"
-                update = FaceUpdate(self.face is not None, False, False, None, note)
-                self._last_key, self._last_update = key, update
-                return update
-        self.face = prepare_face(image, box, detected, self.config, key)
-        how = "detected" if detected else "given"
-        update = FaceUpdate(True, True, detected, box,
-                            f"face {how} at x={box.x} y={box.y} {box.width}x{box.height} in a {width}x{height} image")
-        self._last_key, self._last_update = key, update
+            found = self.detector.detect(scaled)
+        else:
+            found = Box(*(round(v * scale) for v in box)) if scale != 1.0 else box
+        if found is None:
+            if self.face is None:
+                note = f"no face found in the {width}x{height} image and no previous face: waiting for a face"
+            else:
+                note = f"no face found in the {width}x{height} image: kept the previous face"
+            update, face = FaceUpdate(self.face is not None, False, False, None, note), None
+        else:
+            face = prepare_face(scaled, found, detected, self.config, key)
+            how = "detected" if detected else "given"
+            size = f" scaled to {scaled.shape[1]}x{scaled.shape[0]}" if scale != 1.0 else ""
+            update = FaceUpdate(True, True, detected, found, f"face {how} at x={found.x} y={found.y} "
+                                f"{found.width}x{found.height} in a {width}x{height} image{size}")
+            self.face = face
+        self._recent[key] = (update, face)
+        self.note = update.note
+        while len(self._recent) > RECENT_FACES:
+            self._recent.popitem(last=False)
+        self._last_key = key
         return update

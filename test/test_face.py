@@ -186,3 +186,64 @@ def test_grey_and_bgra_images_are_accepted(face_image):
     grey = cv2.cvtColor(face_image, cv2.COLOR_BGR2GRAY)
     assert FaceCache().set_face(grey).ok
     assert FaceCache().set_face(cv2.cvtColor(face_image, cv2.COLOR_BGR2BGRA)).ok
+
+
+class CountingDetector(FaceDetector):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def detect(self, image_bgr):
+        self.calls += 1
+        return super().detect(image_bgr)
+
+
+def test_alternating_faces_are_detected_once_each(face_image):
+    detector = CountingDetector()
+    cache = FaceCache(detector=detector)
+    flipped = np.ascontiguousarray(face_image[:, ::-1])
+    faces = []
+    for image in (face_image, flipped) * 5:
+        update = cache.set_face(image.copy())
+        assert update.ok and update.changed, update.note
+        faces.append(cache.face)
+    assert detector.calls == 2
+    assert faces[0] is faces[2] and faces[1] is faces[3] and faces[0] is not faces[1]
+
+
+def test_a_large_image_is_scaled_down_once_to_max_side(face_image):
+    big = np.zeros((2160, 3840, 3), np.uint8)  # a 4K camera picture with the face in its middle
+    big[:, 840:3000] = cv2.resize(face_image, (2160, 2160), interpolation=cv2.INTER_CUBIC)
+    cache = FaceCache(FaceConfig(max_side=1280))
+    update = cache.set_face(big)
+    assert update.ok and "scaled to 1280x720" in update.note, update.note
+    assert cache.face.image.shape == (720, 1280, 3)
+    assert cache.face.paste(np.zeros((3, 96, 96), np.float32)).shape == (720, 1280, 3)
+    # A given box is in the image's own pixels and follows the scaling.
+    cache.set_face(big, box=(1500, 300, 600, 600))
+    assert cache.face.box == (500, 100, 200, 200)
+    unscaled = FaceCache(FaceConfig(max_side=0))
+    unscaled.set_face(big, box=(1500, 300, 600, 600))
+    assert unscaled.face.image.shape == big.shape
+
+
+@pytest.mark.parametrize("box", [(0, 0, 0, 10), (-1, 0, 50, 50), (480, 100, 50, 50), (100, 500, 50, 20)])
+def test_a_box_not_inside_the_image_is_refused(face_image, box):
+    with pytest.raises(FaceImageError) as error:
+        FaceCache().set_face(face_image, box=box)
+    assert str(tuple(box)) in str(error.value)
+
+
+def test_a_new_box_applies_to_the_last_image(face_image):
+    cache = FaceCache()
+    assert cache.set_box((10, 10, 50, 50)) is None and cache.image_size is None
+    blank = np.full((200, 300, 3), 90, np.uint8)
+    assert not cache.set_face(blank).ok  # no face found: the user gives the box instead
+    assert cache.image_size == (300, 200)
+    update = cache.set_box((100, 50, 80, 80))
+    assert update.ok and update.changed and not update.detected and cache.face.box == (100, 50, 80, 80)
+    with pytest.raises(FaceImageError):
+        cache.set_box((250, 50, 80, 80))
+    assert cache.face.box == (100, 50, 80, 80)
+    cache.set_face(face_image)
+    assert cache.set_box(None).detected  # back to detection on the bundled face
