@@ -40,8 +40,10 @@ FRAME_PERIOD_S = 1.0 / FPS
 HOP = 200  # samples per mel column (audio.HOP_LENGTH)
 HALF_WINDOW = 400  # the STFT's half window: column c needs samples up to 200 c + 400
 MIN_BUFFER_S = 0.25  # a frame waits for ~172 ms of audio after it; a smaller limit would drop every frame
-MAX_PENDING_UTTERANCES = 32
-PENDING_LIMIT = SAMPLE_RATE  # raw samples held back from the mel stream at most  # utterances ended but not yet rendered (only without a face do they pile up)
+MAX_PENDING_UTTERANCES = 32  # utterances ended but not yet rendered (only without a face do they pile up)
+PENDING_LIMIT = SAMPLE_RATE  # raw samples held back from the mel stream at most
+LOSS_MATCH_S = 0.001  # a stamp gap within this of a whole number of chunks is counted as lost chunks
+FUTURE_STAMP_S = 1.0  # an utterance stamped further ahead of the core's clock is reported
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,8 @@ class Frame:
 @dataclass
 class StreamStats:
     """A snapshot of the core's counters. Audio in 16 kHz mono samples:
-    audio_received == audio_consumed + audio_dropped + audio_buffered always."""
+    audio_received == audio_consumed + audio_dropped + audio_buffered always; audio_lost: samples that
+    never arrived (gaps of whole chunks in a running utterance's stamps), so sent == received + lost."""
     state: str
     frames_published: int
     talking_frames: int
@@ -122,6 +125,7 @@ class StreamStats:
     audio_consumed: int
     audio_dropped: int
     audio_buffered: int
+    audio_lost: int
     nonfinite_samples: int
     inputs_rejected: int
     utterances: int
@@ -184,6 +188,7 @@ class _Utterance:
         self.columns = np.zeros((80, 0), np.float32)  # final mel columns from absolute index column_base on
         self.column_base = 0
         self.input_samples = 0  # at the input rate, including any dropped before resampling
+        self.last_chunk_samples = 0  # the size of the publisher's chunks (input rate), for loss detection
         self.samples = 0  # 16 kHz samples of speech (the silence prefix and tail excluded)
         self.next_frame = 0  # the first frame neither rendered nor dropped
         self.frame_count: Optional[int] = None  # known once the utterance has ended
@@ -217,6 +222,7 @@ class _Utterance:
     def add(self, samples: np.ndarray, input_count: int, arrival_s: float) -> int:
         resampled = self.resampler.process(samples)
         self.input_samples += input_count
+        self.last_chunk_samples = input_count
         self.last_arrival = arrival_s
         self._speech(resampled, arrival_s)
         return resampled.size
@@ -310,6 +316,15 @@ class _Utterance:
         return max(0, (self.frame_count or 0) - self.next_frame)
 
 
+@dataclass
+class _Batch:
+    """Frames taken for one engine call: (utterance, index) pairs, their windows and timing so far."""
+    due: List[Tuple[_Utterance, int]]
+    windows: np.ndarray
+    mel_seconds: float
+    take_seconds: float
+
+
 class TalkingFaceStream:
     """Lip-syncs the current face to streamed speech; thread-safe (one lock around every call).
 
@@ -328,7 +343,8 @@ class TalkingFaceStream:
         self.faces = face_cache or FaceCache(config.face)
         # The first spectrogram imports librosa's STFT lazily (about 2 s): pay it here, not on frame 0.
         melspectrogram(np.zeros(2 * HALF_WINDOW, np.float32))
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # every counter and utterance; never held while the engine runs
+        self._poll_lock = threading.Lock()  # one poll at a time
         self._utterances: List[_Utterance] = []
         self._utterance_count = 0
         self._last_stamp: Optional[float] = None  # stamp of the last published frame
@@ -364,16 +380,28 @@ class TalkingFaceStream:
     # ----------------------------------------------------------------------------------------- inputs
     def set_face(self, image_bgr, box: Optional[Sequence[int]] = None) -> FaceUpdate:
         """Sets the face to animate (see FaceCache.set_face). Raises FaceImageError for a malformed image
-        (counted in inputs_rejected); an image without a face keeps the previous one."""
-        with self._lock:
-            try:
-                update = self.faces.set_face(image_bgr, box)
-            except FaceImageError as error:
+        (counted in inputs_rejected); an image without a face keeps the previous one. Safe to call from
+        any thread while audio is pushed and frames are polled."""
+        try:
+            # Detection runs under the face cache's own lock: audio and rendering go on meanwhile.
+            update = self.faces.set_face(image_bgr, box)
+        except FaceImageError as error:
+            with self._lock:
                 self._reject(str(error))
-                raise
-            if update.box is None:
+            raise
+        if update.box is None:
+            with self._lock:
                 self._note_error(update.note)
-            return update
+        return update
+
+    def set_face_box(self, box: Optional[Sequence[int]]) -> Optional[FaceUpdate]:
+        """Prepares the last face image again with a new box (None: detect); None before any image.
+        Raises FaceImageError for a box not inside that image."""
+        update = self.faces.set_box(box)
+        if update is not None and update.box is None:
+            with self._lock:
+                self._note_error(update.note)
+        return update
 
     def push_audio(self, audio, stamp_s: Optional[float] = None, arrival_s: Optional[float] = None,
                    sample_rate: int = SAMPLE_RATE, sample_format: Optional[str] = None, channels: int = 1) -> None:
@@ -399,8 +427,14 @@ class TalkingFaceStream:
                                  arrival)
             stamp = None if stamp_s is None else float(stamp_s)
             utterance = self._active()
-            continues = (utterance is not None and utterance.sample_rate == rate and
-                         (stamp is None or abs(stamp - utterance.expected_stamp()) <= self.config.stamp_tolerance_s))
+            same_rate = utterance is not None and utterance.sample_rate == rate
+            gap = stamp - utterance.expected_stamp() if same_rate and stamp is not None else 0.0
+            continues = same_rate and abs(gap) <= self.config.stamp_tolerance_s
+            if same_rate and gap > self.config.stamp_tolerance_s:
+                self._count_loss(utterance, gap, arrival)
+            if not continues and stamp is not None and stamp - arrival > FUTURE_STAMP_S:
+                self._note_error(f"audio stamped {stamp - arrival:.1f} s ahead of this node's clock: frames "
+                                 f"carry the audio's stamps; check the publisher's clock", arrival)
             if head_dropped:
                 # A chunk longer than the whole buffer: everything older than its newest part goes.
                 dropped_16k = int(round(head_dropped * SAMPLE_RATE / rate))
@@ -432,33 +466,40 @@ class TalkingFaceStream:
     # ---------------------------------------------------------------------------------------- outputs
     def poll(self, now_s: Optional[float] = None) -> List[Frame]:
         """Renders every frame that is due (in batches of up to max_batch), then the crossfade back to
-        the idle face after an utterance, or an idle frame when one is due. Frames come in stamp order."""
-        with self._lock:
-            now = self.clock() if now_s is None else float(now_s)
-            utterance = self._active()
-            if utterance is not None and now - utterance.last_arrival >= self.config.gap_timeout_s:
-                self._finish(utterance, now)
-            face = self.faces.face
-            if face is None:
-                return []
+        the idle face after an utterance, or an idle frame when one is due. Frames come in stamp order.
+
+        The engine runs outside the lock that push_audio takes, so audio keeps arriving during
+        inference; frames dropped meanwhile (overload) are discarded when their inference returns.
+        """
+        with self._poll_lock:
+            with self._lock:
+                now = self.clock() if now_s is None else float(now_s)
+                utterance = self._active()
+                if utterance is not None and now - utterance.last_arrival >= self.config.gap_timeout_s:
+                    self._finish(utterance, now)
+                face = self.faces.face
+                if face is None:
+                    return []
             frames: List[Frame] = []
             while True:
-                due = self._due()
-                if not due:
+                with self._lock:
+                    batch = self._take_batch()
+                if batch is None:
                     break
-                frames.extend(self._render(face, due))
-            finished = [u for u in self._utterances if u.ended and u.remaining() == 0]
-            if finished:
-                self._utterances = [u for u in self._utterances if u not in finished]
-                if not self._utterances:
-                    frames.extend(self._crossfade(face, {u.number for u in finished}))
-                    self._next_idle_time = now + self._idle_period()
-            if not self._utterances and not frames:
-                idle = self._idle(face, now)
-                if idle is not None:
-                    frames.append(idle)
-            self._counts["published"] += len(frames)
-            return frames
+                frames.extend(self._render(face, batch))
+            with self._lock:
+                finished = [u for u in self._utterances if u.ended and u.remaining() == 0]
+                if finished:
+                    self._utterances = [u for u in self._utterances if u not in finished]
+                    if not self._utterances:
+                        frames.extend(self._crossfade(face, {u.number for u in finished}))
+                        self._next_idle_time = now + self._idle_period()
+                if not self._utterances and not frames:
+                    idle = self._idle(face, now)
+                    if idle is not None:
+                        frames.append(idle)
+                self._counts["published"] += len(frames)
+                return frames
 
     def stats(self) -> StreamStats:
         with self._lock:
@@ -473,11 +514,17 @@ class TalkingFaceStream:
                 state=self.state, frames_published=self._counts["published"],
                 talking_frames=self._counts["talking"], frames_dropped=self._counts["frames_dropped"],
                 audio_received=self._counts["received"], audio_consumed=self._counts["consumed"],
-                audio_dropped=self._counts["dropped"], audio_buffered=buffered,
+                audio_dropped=self._counts["dropped"], audio_buffered=buffered, audio_lost=self._counts["lost"],
                 nonfinite_samples=self._counts["nonfinite"], inputs_rejected=self._counts["rejected"],
                 utterances=self._utterance_count, last_error=self._last_error,
                 last_error_time=self._last_error_time, latency_ms_p50=1e3 * p50, latency_ms_p95=1e3 * p95,
                 stage_ms=stage_ms)
+
+    @property
+    def last_error(self) -> Tuple[str, Optional[float]]:
+        """(the most recent error or rejection, its time on the core's clock; None if none yet)."""
+        with self._lock:
+            return self._last_error, self._last_error_time
 
     @property
     def state(self) -> str:
@@ -529,6 +576,19 @@ class TalkingFaceStream:
         self._counts["received"] += utterance.finish(now)
         self._enforce_limit()
 
+    def _count_loss(self, utterance: _Utterance, gap: float, arrival: float):
+        """Counts a stamp gap inside a running utterance as audio lost before the core when it is a whole
+        number of the publisher's chunks (a pause is neither that exact nor, at real time, that short:
+        after gap_timeout_s without audio the utterance has ended)."""
+        if arrival - utterance.last_arrival >= self.config.gap_timeout_s or not utterance.last_chunk_samples:
+            return
+        chunks = round(gap * utterance.sample_rate / utterance.last_chunk_samples)
+        if chunks < 1 or abs(gap - chunks * utterance.last_chunk_samples / utterance.sample_rate) > LOSS_MATCH_S:
+            return
+        self._counts["lost"] += int(round(gap * SAMPLE_RATE))
+        self._note_error(f"{1e3 * gap:.0f} ms of audio ({chunks} chunk(s)) missing before a chunk: lost before "
+                         f"this node (the publisher's QoS depth or the network)", arrival)
+
     def _drop_frames(self, utterance: _Utterance, count: int):
         """Drops the next `count` frames of an utterance with the speech they show."""
         samples = sum(utterance.frame_samples(utterance.next_frame + i) for i in range(count))
@@ -577,29 +637,48 @@ class TalkingFaceStream:
                 break  # later utterances wait until this one is rendered to its end
         return due
 
-    def _render(self, face: PreparedFace, due: List[Tuple[_Utterance, int]]) -> List[Frame]:
+    def _take_batch(self) -> Optional["_Batch"]:
+        """The frames due now with their mel windows (under the lock), or None when none is due."""
         started = time.perf_counter()
+        due = self._due()
+        if not due:
+            return None
         windows = np.stack([u.window(i) for u, i in due])[:, None]
-        faces = np.broadcast_to(face.model_input, (len(due),) + face.model_input.shape)
         mel_seconds = 0.0
         for utterance in {id(u): u for u, _ in due}.values():
             mel_seconds += utterance.mel_seconds
             utterance.mel_seconds = 0.0
+        return _Batch(due, windows, mel_seconds, time.perf_counter() - started)
+
+    def _render(self, face: PreparedFace, batch: "_Batch") -> List[Frame]:
+        """Runs the engine and pastes outside the lock, then books the frames that are still due."""
+        count = len(batch.due)
+        faces = np.broadcast_to(face.model_input, (count,) + face.model_input.shape)
         try:
             inferred = time.perf_counter()
-            predictions = self.engine.infer(windows, faces)
-            inference = (time.perf_counter() - inferred) / len(due)
+            predictions = self.engine.infer(batch.windows, faces)
+            inference = (time.perf_counter() - inferred) / count
         except Exception as error:  # an engine failure costs these frames, not the stream
-            for utterance, _ in due:
-                self._drop_frames(utterance, 1)
-            self._note_error(f"inference failed, {len(due)} frame(s) dropped: {error}".splitlines()[0])
+            with self._lock:
+                for utterance, index in batch.due:
+                    if utterance.next_frame == index:
+                        self._drop_frames(utterance, 1)
+                self._note_error(f"inference failed, {count} frame(s) dropped: {error}".splitlines()[0])
             return []
-        frames = []
-        per_frame_overhead = (inferred - started) / len(due)
-        for (utterance, index), prediction in zip(due, predictions):
+        pastes = []
+        for prediction in predictions:
             pasted = time.perf_counter()
-            image = face.paste(prediction)
-            done = time.perf_counter()
+            pastes.append((prediction, face.paste(prediction), time.perf_counter() - pasted))
+        with self._lock:
+            return self._book(face, batch, pastes, inference)
+
+    def _book(self, face: PreparedFace, batch: "_Batch", pastes, inference: float) -> List[Frame]:
+        frames = []
+        mel = batch.mel_seconds / len(batch.due)
+        overhead = batch.take_seconds / len(batch.due)
+        for (utterance, index), (prediction, image, paste) in zip(batch.due, pastes):
+            if utterance.next_frame != index:
+                continue  # dropped by the overload policy while the engine ran: counted there
             arrival = utterance.completion_arrival(index)
             latency = self.clock() - arrival
             self._counts["consumed"] += utterance.frame_samples(index)
@@ -610,12 +689,12 @@ class TalkingFaceStream:
             frames.append(Frame(stamp, image, "talking", utterance.number, index, latency, prediction, audio))
             self._last_stamp = stamp
             self._latencies.append(latency)
-            mel = mel_seconds / len(due)
             self._stages["mel"].append(mel)
             self._stages["inference"].append(inference)
-            self._stages["paste"].append(done - pasted)
-            self._stages["total"].append(mel + per_frame_overhead + inference + (done - pasted))
-        self._last_talking = (frames[-1].utterance, face, frames[-1].image, frames[-1].stamp_s)
+            self._stages["paste"].append(paste)
+            self._stages["total"].append(mel + overhead + inference + paste)
+        if frames:
+            self._last_talking = (frames[-1].utterance, face, frames[-1].image, frames[-1].stamp_s)
         return frames
 
     def _crossfade(self, face: PreparedFace, utterances) -> List[Frame]:
@@ -648,7 +727,9 @@ class TalkingFaceStream:
         # Keep the rate exact on average whatever the poll period; after a long pause restart from now.
         due = now if self._next_idle_time is None else self._next_idle_time
         self._next_idle_time = due + period if now - due < period else now + period
-        stamp = now if self._last_stamp is None else max(now, self._last_stamp + FRAME_PERIOD_S)
+        # After speech stamped far ahead of this clock (reported when it came), idle frames return to it.
+        ahead = self._last_stamp is not None and self._last_stamp - now > FUTURE_STAMP_S
+        stamp = now if self._last_stamp is None or ahead else max(now, self._last_stamp + FRAME_PERIOD_S)
         self._last_stamp = stamp
         return Frame(stamp, face.image, "idle")
 
@@ -659,3 +740,36 @@ class TalkingFaceStream:
     def _note_error(self, message: str, when: Optional[float] = None):
         self._last_error = message
         self._last_error_time = self.clock() if when is None else when
+
+
+class PresentationQueue:
+    """Holds rendered frames until their presentation time: stamp + delay_s on the core's clock, so a
+    display showing frames as they arrive and a speaker playing their audio stay in sync at a steady
+    latency. A frame whose time has passed (rendering took longer, or a stamp from the past) goes out at
+    once; stamps ahead of the clock (a publisher's clock running ahead) wait no longer than the delay.
+    Used from one thread (the one that publishes).
+    """
+
+    def __init__(self, delay_s: float = 0.0):
+        self.delay_s = float(delay_s)
+        self._frames: Deque[Tuple[float, Frame]] = collections.deque()
+
+    def add(self, frames: Sequence[Frame], now_s: float) -> None:
+        self._frames.extend((min(frame.stamp_s, now_s) + self.delay_s, frame) for frame in frames)
+
+    def due(self, now_s: float) -> List[Frame]:
+        """The frames whose presentation time has come, oldest first."""
+        ready = []
+        while self._frames and self._frames[0][0] <= now_s:
+            ready.append(self._frames.popleft()[1])
+        return ready
+
+    def wait_s(self, now_s: float, longest_s: float) -> float:
+        """How long the publisher may sleep before the next frame is due (at most longest_s)."""
+        if not self._frames:
+            return longest_s
+        return min(longest_s, max(0.0, self._frames[0][0] - now_s))
+
+    def __len__(self) -> int:
+        return len(self._frames)
+

@@ -175,6 +175,49 @@ def test_gap_in_stamps_starts_a_new_utterance(engine, face_image, speech):
     assert core.stats().utterances == 2
 
 
+def test_missing_chunks_are_counted_as_lost_before_the_core(engine, face_image, speech):
+    core, clock = make_core(engine, face_image, idle_fps=0)
+    chunk, sent = 320, 0
+    for index in range(50):  # one second of 20 ms chunks at real time; chunks 20-24 never arrive
+        clock.now = T0 + (index + 1) * chunk / SR
+        if not 20 <= index < 25:
+            core.push_audio(speech[index * chunk:(index + 1) * chunk], stamp_s=T0 + index * chunk / SR)
+            core.poll()
+        sent += chunk
+    end_stream(core, clock)
+    stats = check_accounting(core)
+    assert stats.audio_lost == 5 * chunk and stats.audio_received + stats.audio_lost == sent
+    assert "100 ms of audio (5 chunk(s)) missing" in stats.last_error
+    assert stats.utterances == 2
+
+
+def test_a_pause_is_not_counted_as_loss(engine, face_image, speech):
+    core, clock = make_core(engine, face_image, idle_fps=0)
+    stream(core, clock, speech[:8000], [320] * 25)
+    # 130 ms later (not a whole number of 20 ms chunks) and 0.5 s later (past the gap timeout).
+    stream(core, clock, speech[8000:16000], [320] * 25, start=T0 + 0.5 + 0.13)
+    stream(core, clock, speech[16000:24000], [320] * 25, start=T0 + 1.63 + 0.5)
+    end_stream(core, clock)
+    stats = check_accounting(core)
+    assert stats.audio_lost == 0 and stats.utterances == 3
+
+
+def test_speech_stamped_far_ahead_is_reported_and_idle_frames_return_to_the_clock(engine, face_image, speech):
+    core, clock = make_core(engine, face_image, idle_fps=5)
+    hour = 3600.0
+    frames = []
+    for offset in range(0, 8000, 800):  # half a second of speech stamped an hour ahead
+        clock.now = T0 + (offset + 800) / SR
+        core.push_audio(speech[offset:offset + 800], stamp_s=T0 + hour + offset / SR)
+        frames += core.poll()
+    assert "stamped 3599.9 s ahead of this node's clock" in core.stats().last_error  # arrival 50 ms after the stamp
+    frames += end_stream(core, clock, 2.0)
+    talking = [f for f in frames if f.talking]
+    idle = [f for f in frames if f.kind == "idle"]
+    assert talking and talking[0].stamp_s >= T0 + hour  # the audio's own stamps
+    assert idle and all(abs(f.stamp_s - T0) < 5.0 for f in idle)
+
+
 def test_idle_frames_after_a_gap(engine, face_image, speech):
     core, clock = make_core(engine, face_image, idle_fps=5, crossfade_frames=4, gap_timeout_s=0.3)
     assert core.state == "idle"
@@ -237,6 +280,55 @@ def test_overload_drops_oldest_audio_and_keeps_the_identity(engine, face_image, 
     stats = check_accounting(core)
     assert stats.audio_buffered == 0
     assert stats.talking_frames + stats.frames_dropped == math.ceil(48000 / 640)
+
+
+class HeldEngine:
+    """Wraps an engine; each infer call waits until the test releases it, as a slow model would."""
+
+    def __init__(self, engine):
+        import threading
+
+        self.engine, self.started, self.release = engine, threading.Event(), threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def infer(self, mel, faces):
+        self.started.set()
+        assert self.release.wait(30), "the test never released the engine"
+        return self.engine.infer(mel, faces)
+
+
+def test_audio_and_faces_are_taken_while_the_engine_runs(engine, face_image, speech):
+    import threading
+
+    held = HeldEngine(engine)
+    core, clock = make_core(held, face_image, idle_fps=0, max_buffered_s=0.5, max_batch=4)
+    for offset in range(0, 8000, 1600):
+        core.push_audio(speech[offset:offset + 1600], stamp_s=T0 + offset / SR)
+    frames = []
+    poller = threading.Thread(target=lambda: frames.extend(core.poll()))
+    poller.start()
+    assert held.started.wait(30)
+    # The engine is busy with frames 0-3: 1.5 s more audio, and a new face, go in meanwhile; the buffer
+    # limit drops the frames in flight.
+    pusher = threading.Thread(target=lambda: [core.push_audio(speech[o:o + 1600], stamp_s=T0 + o / SR)
+                                              for o in range(8000, 32000, 1600)])
+    pusher.start()
+    pusher.join(10)
+    assert not pusher.is_alive(), "push_audio waited for the engine"
+    flipped = np.ascontiguousarray(face_image[:, ::-1])
+    setter = threading.Thread(target=lambda: core.set_face(flipped))
+    setter.start()
+    setter.join(10)
+    assert not setter.is_alive(), "set_face waited for the engine"
+    held.release.set()
+    poller.join(30)
+    stats = check_accounting(core)
+    assert stats.frames_dropped > 0
+    rendered = [f.index for f in frames if f.talking]
+    assert rendered and min(rendered) >= stats.frames_dropped, "frames dropped in flight must not be published"
+    assert rendered == sorted(set(rendered))
 
 
 def test_ten_megabyte_chunk_is_cut_to_the_buffer(engine, face_image, speech):
@@ -401,3 +493,19 @@ def test_reconfigure_applies_live(engine, face_image, speech):
     core.reconfigure(StreamConfig(idle_fps=0, max_buffered_s=0.5))
     stats = check_accounting(core)
     assert stats.audio_buffered <= 8000 and stats.frames_dropped > 0
+
+
+def test_presentation_queue_releases_frames_at_stamp_plus_delay():
+    from lightlip_ros.stream import Frame, PresentationQueue
+
+    image = np.zeros((4, 4, 3), np.uint8)
+    queue = PresentationQueue(delay_s=0.25)
+    queue.add([Frame(9.0, image, "talking"), Frame(9.96, image, "talking")], 10.0)  # late, on time
+    queue.add([Frame(10.0, image, "talking"), Frame(99.0, image, "talking")], 10.0)  # on time, ahead
+    assert [f.stamp_s for f in queue.due(10.0)] == [9.0]  # late: at once
+    assert queue.wait_s(10.0, 1.0) == pytest.approx(0.21)
+    assert [f.stamp_s for f in queue.due(10.2)] == []
+    assert [f.stamp_s for f in queue.due(10.21)] == [9.96]
+    # A stamp ahead of the clock (the publisher's clock runs ahead) waits no longer than the delay.
+    assert [f.stamp_s for f in queue.due(10.25)] == [10.0, 99.0]
+    assert queue.wait_s(10.25, 0.5) == 0.5 and len(queue) == 0
