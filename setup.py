@@ -17,7 +17,9 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        # The Fast DDS profile lives with the package's assets (the node finds it there when the user has
+        # configured none); it is installed under config/ too, for launch files and users' scripts.
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + [f"{PACKAGE}/assets/fastdds_large_frames.xml"]),
     ],
     install_requires=["setuptools"],
     zip_safe=False,

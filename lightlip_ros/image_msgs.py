@@ -1,10 +1,14 @@
-"""numpy <-> sensor_msgs/Image for the encodings LightLip accepts.
+"""numpy <-> sensor_msgs/Image for the encodings LightLip accepts, and bgr8 <-> JPEG CompressedImage.
 
 cv_bridge is not available everywhere LightLip runs (no ROS 2 cv_bridge on PyPI), and these few lines
 are all the node needs, with the validation a robot's odd camera drivers make necessary.
 """
+import cv2
 import numpy as np
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
+
+# compressed_image_transport's format field: "ORIG_PIXFMT; CODEC compressed COMPRESSED_PIXFMT".
+JPEG_FORMAT = "bgr8; jpeg compressed bgr8"
 
 # encoding -> (channels, conversion to BGR). Only 8-bit encodings: the model works on 8-bit colour.
 _ENCODINGS = {
@@ -65,3 +69,29 @@ def bgr_to_image(bgr: np.ndarray, header=None) -> Image:
     msg.step = msg.width * 3
     msg.data = np.ascontiguousarray(bgr).tobytes()
     return msg
+
+
+def bgr_to_compressed(bgr: np.ndarray, header=None, quality: int = 80) -> CompressedImage:
+    """A JPEG CompressedImage of a BGR array, in compressed_image_transport's format convention."""
+    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError(f"JPEG encoding failed for a {bgr.dtype} {bgr.shape} array")
+    msg = CompressedImage()
+    if header is not None:
+        msg.header = header
+    msg.format = JPEG_FORMAT
+    msg.data = data.tobytes()
+    return msg
+
+
+def compressed_to_bgr(msg: CompressedImage) -> np.ndarray:
+    """Decodes a JPEG or PNG CompressedImage to a (height, width, 3) uint8 BGR array.
+
+    Raises ImageFormatError for data OpenCV cannot decode.
+    """
+    image = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageFormatError(f"compressed image ({msg.format or 'no format'}, {len(msg.data)} bytes) "
+                               "cannot be decoded")
+    return image
+

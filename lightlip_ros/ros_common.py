@@ -1,9 +1,37 @@
-"""What every LightLip ROS process agrees on: the "latched" QoS and stamp <-> seconds conversions."""
+"""What every LightLip ROS process agrees on: the "latched" QoS, stamp <-> seconds conversions and the
+DDS transport for full-size frames."""
+import os
+from pathlib import Path
+
 from builtin_interfaces.msg import Time
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 # A face image or a status sent once reaches subscribers that start later (reliable + transient local).
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+LARGE_FRAMES_PROFILE = Path(__file__).resolve().parent / "assets" / "fastdds_large_frames.xml"
+# How a user configures Fast DDS: profile files named by these variables, or found in the working
+# directory under these names, or the builtin transports chosen by name.
+FASTDDS_PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE",
+                             "FASTDDS_BUILTIN_TRANSPORTS")
+FASTDDS_PROFILE_FILES = ("DEFAULT_FASTDDS_PROFILES.xml", "DEFAULT_FASTRTPS_PROFILES.xml")
+
+
+def configure_fastdds(environ=os.environ, cwd=None) -> str:
+    """Gives this process's Fast DDS participant LARGE_FRAMES_PROFILE (shared memory that holds a whole
+    full-size frame) when the user has configured neither Fast DDS nor another RMW; call before
+    rclpy.init. Fast DDS's default 512 KiB segment sends a 512x512 frame as fragmented UDP, and a
+    best-effort viewer then loses about half of them. Returns a line to log ("" when it left things).
+    """
+    rmw = environ.get("RMW_IMPLEMENTATION", "")
+    if rmw not in ("", "rmw_fastrtps_cpp") or any(name in environ for name in FASTDDS_PROFILE_VARIABLES):
+        return ""
+    folder = Path(cwd or os.getcwd())
+    if any((folder / name).exists() for name in FASTDDS_PROFILE_FILES):
+        return ""
+    environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(LARGE_FRAMES_PROFILE)
+    return (f"Fast DDS is not configured: using {LARGE_FRAMES_PROFILE} (a shared-memory segment that holds "
+            "full-size frames); set FASTDDS_DEFAULT_PROFILES_FILE to use your own")
 
 
 def stamp_seconds(stamp) -> float:

@@ -25,9 +25,11 @@ def test_streams_real_speech_into_frames_at_40ms_spacing(ros_context, node_env, 
         with Process(peer, node_env, tmp_path / "streamer.log") as streamer:
             expected = round(seconds * 25)
             republished = lambda: sum(len(m.data) // 2 for _, m in watcher.audio_out)
+            # Each frame goes out just after its audio_out chunk: wait for the frames of every chunk.
+            framed = lambda: {s for s, _ in watcher.audio_out} <= {s for s, _ in watcher.frames}
             watcher.spin_until(lambda: len(watcher.frames) >= expected - 2 and "done" in streamer.output()
                                and watcher.status.state == TalkStatus.STATE_IDLE
-                               and republished() >= seconds * 16000, 60,
+                               and republished() >= seconds * 16000 and framed(), 60,
                                f"{expected} frames, {seconds} s of audio_out and the return to idle", node)
             first_ns = int(streamer.output().split("first_sample_stamp_ns=")[1].split()[0])
     stamps = np.array([stamp for stamp, _ in watcher.frames])
@@ -140,7 +142,23 @@ def test_corrupt_model_falls_back_to_the_bundled_one(ros_context, node_env, tmp_
         assert status.engine in ("onnxruntime", "torch")
         assert "corrupt.pt" in status.engine_reason and "student.pt" in status.engine_reason, status.engine_reason
         assert status.model.endswith("student.pt")
+        assert "corrupt.pt unusable, running student.pt" in status.last_error
     assert "corrupt.pt" in node.output(), "the fallback is logged with the reason"
+
+
+def test_fast_dds_is_configured_only_when_the_user_has_not(tmp_path):
+    from lightlip_ros.ros_common import LARGE_FRAMES_PROFILE, configure_fastdds
+
+    environ = {}
+    assert "Fast DDS is not configured" in configure_fastdds(environ, cwd=tmp_path)
+    assert environ == {"FASTDDS_DEFAULT_PROFILES_FILE": str(LARGE_FRAMES_PROFILE)} and LARGE_FRAMES_PROFILE.is_file()
+    for users in ({"FASTDDS_DEFAULT_PROFILES_FILE": ""}, {"FASTRTPS_DEFAULT_PROFILES_FILE": "/robot.xml"},
+                  {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}, {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}):
+        environ = dict(users)
+        assert configure_fastdds(environ, cwd=tmp_path) == "" and environ == users
+    (tmp_path / "DEFAULT_FASTDDS_PROFILES.xml").write_text("<dds/>")
+    environ = {}
+    assert configure_fastdds(environ, cwd=tmp_path) == "" and environ == {}
 
 
 def test_face_sequences_never_end_the_node(ros_context, node_env, student_checkpoint, tmp_path):
@@ -188,3 +206,132 @@ def test_face_sequences_never_end_the_node(ros_context, node_env, student_checkp
         assert call(tmp_path / "face.png").success
         assert node.popen.poll() is None, "the node must still run"
     assert node.popen.returncode == 0, node.output()[-3000:]
+
+
+def _stream(env, tmp_path, name, *args):
+    peer = [sys.executable, "test/peers/stream_speech.py", "--wav", str(ASSETS / "speech.wav"),
+            "--image", str(ASSETS / "face.jpg"), *args]
+    return Process(peer, env, tmp_path / f"{name}.log")
+
+
+def _sent(streamer):
+    return int(streamer.output().split("sent_samples=")[1].split()[0])
+
+
+def _settled(watcher, speech_samples):
+    """All the speech is accounted for (received or lost before the node) and rendered or dropped."""
+    status = watcher.status
+    return status is not None and status.state == TalkStatus.STATE_IDLE and status.audio_samples_buffered == 0 \
+        and status.audio_samples_received + status.audio_samples_lost == speech_samples
+
+
+def test_ten_times_real_time_with_a_face_stream_loses_nothing(ros_context, node_env, student_checkpoint,
+                                                               tmp_path):
+    """30 s of speech at 10x real time in 20 ms chunks, while two faces alternate at 30 Hz: every chunk
+    reaches the core, face images are prepared at face_rate and logged at a bounded rate."""
+    with start_node(node_env, tmp_path / "node.log", "-p", f"model_path:={student_checkpoint}",
+                    "-p", "idle_rate:=0.0") as node:
+        watcher = Watcher(ros_context)
+        watcher.wait_for_state(TalkStatus.STATE_WAITING_FOR_FACE, process=node)
+        with _stream(node_env, tmp_path, "streamer", "--seconds", "5", "--loops", "6", "--speed", "10",
+                     "--faces-hz", "30", "--audio-depth", "2000") as streamer:
+            watcher.spin_until(lambda: "done" in streamer.output(), 60, "the streamer", node)
+            sent = _sent(streamer)
+            watcher.spin_until(lambda: _settled(watcher, sent), 120, f"{sent} samples accounted for", node)
+    status = watcher.status
+    assert sent == 6 * 5 * 16000
+    assert status.audio_samples_lost == 0 and status.audio_samples_received == sent
+    assert status.audio_samples_received == status.audio_samples_consumed + status.audio_samples_dropped
+    faces = node.output().count("face detected at")
+    assert 1 <= faces <= 3, f"{faces} 'face detected' lines for a 30 Hz face stream of 3 s"
+
+
+def test_audio_lost_before_the_node_is_counted_and_warned(ros_context, node_env, student_checkpoint, tmp_path):
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
+    with start_node(node_env, tmp_path / "node.log", "-p", f"model_path:={student_checkpoint}",
+                    "-p", "idle_rate:=0.0") as node:
+        watcher = Watcher(ros_context)
+        diagnostics = []
+        watcher.node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 50)
+        watcher.wait_for_state(TalkStatus.STATE_WAITING_FOR_FACE, process=node)
+        with _stream(node_env, tmp_path, "streamer", "--seconds", "3", "--skip-chunks", "50:60") as streamer:
+            watcher.spin_until(lambda: "done" in streamer.output(), 60, "the streamer", node)
+            sent = _sent(streamer)
+            watcher.spin_until(lambda: _settled(watcher, 48000), 60, "the speech accounted for", node)
+            warned = lambda: any(s.level == DiagnosticStatus.WARN and "lost 0.20 s of audio before the node"
+                                 in s.message for array in diagnostics for s in array.status)
+            watcher.spin_until(warned, 30, "a diagnostics warning about the loss", node)
+    status = watcher.status
+    assert sent == status.audio_samples_received == 48000 - 10 * 320
+    assert status.audio_samples_lost == 10 * 320
+    assert "10 chunk(s)) missing" in status.last_error
+    assert "lost before this node" in node.output()
+
+
+def test_a_bare_node_reaches_a_best_effort_viewer(ros_context, node_env, student_checkpoint, tmp_path):
+    """Started with no Fast DDS configuration at all (as `ros2 run` does), full-size frames still reach a
+    viewer subscribing with sensor-data QoS in another process."""
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    bare = {key: value for key, value in node_env.items() if key != "FASTDDS_DEFAULT_PROFILES_FILE"}
+    with start_node(bare, tmp_path / "node.log", "-p", f"model_path:={student_checkpoint}",
+                    "-p", "idle_rate:=0.0") as node:
+        watcher = Watcher(ros_context)
+        viewed = set()
+        watcher.node.create_subscription(Image, "face_frames", lambda m: viewed.add(
+            m.header.stamp.sec * 10**9 + m.header.stamp.nanosec), qos_profile_sensor_data)
+        watcher.wait_for_state(TalkStatus.STATE_WAITING_FOR_FACE, process=node)
+        with _stream(node_env, tmp_path, "streamer", "--seconds", "3") as streamer:
+            watcher.spin_until(lambda: "done" in streamer.output(), 60, "the streamer", node)
+            first_ns = int(streamer.output().split("first_sample_stamp_ns=")[1].split()[0])
+            watcher.spin_until(lambda: _settled(watcher, 48000), 60, "the speech rendered", node)
+    talking = [stamp for stamp in viewed if first_ns <= stamp < first_ns + 3 * 10**9]
+    assert len(talking) >= 0.9 * 75, f"the best-effort viewer got {len(talking)} of 75 frames"
+    assert "Fast DDS is not configured: using" in node.output()
+
+
+def test_big_faces_compressed_frames_and_a_face_box_outside_the_image(ros_context, node_env, student_checkpoint,
+                                                                      tmp_path):
+    import cv2
+    from rclpy.parameter import Parameter
+    from rclpy.parameter_client import AsyncParameterClient
+    from sensor_msgs.msg import CompressedImage
+
+    from lightlip_ros.image_msgs import JPEG_FORMAT, compressed_to_bgr, image_to_bgr
+
+    face = cv2.imread(str(ASSETS / "face.jpg"))
+    big = np.zeros((2160, 3840, 3), np.uint8)  # a 4K camera picture with the face in its middle
+    big[:, 840:3000] = cv2.resize(face, (2160, 2160), interpolation=cv2.INTER_CUBIC)
+    cv2.imwrite(str(tmp_path / "big.png"), big)
+    with start_node(node_env, tmp_path / "node.log", "-p", f"model_path:={student_checkpoint}",
+                    "-p", "idle_rate:=0.0", "-p", "jpeg_quality:=90") as node:
+        watcher = Watcher(ros_context)
+        compressed = []
+        watcher.node.create_subscription(CompressedImage, "face_frames/compressed", compressed.append, 500)
+        watcher.wait_for_state(TalkStatus.STATE_WAITING_FOR_FACE, process=node)
+        peer = [sys.executable, "test/peers/stream_speech.py", "--wav", str(ASSETS / "speech.wav"),
+                "--image", str(tmp_path / "big.png"), "--seconds", "2"]
+        with Process(peer, node_env, tmp_path / "streamer.log") as streamer:
+            watcher.spin_until(lambda: "done" in streamer.output(), 60, "the streamer", node)
+            watcher.spin_until(lambda: _settled(watcher, 32000) and len(compressed) >= 48, 60,
+                               "the speech rendered, raw and compressed", node)
+            parameters = AsyncParameterClient(watcher.node, "/talking_face")
+            future = parameters.set_parameters([Parameter("face_box", value=[3000, 100, 1000, 1000])])
+            watcher.spin_until(future.done, 20, "the parameter service", node)
+            outside = future.result().results[0]
+            future = parameters.set_parameters([Parameter("face_box", value=[1500, 300, 900, 900])])
+            watcher.spin_until(future.done, 20, "the parameter service", node)
+            inside = future.result().results[0]
+            watcher.spin_until(lambda: "given at" in watcher.status.face_note, 20, "the given box applied", node)
+    assert "scaled to 1280x720" in node.output()
+    raw = {stamp: image_to_bgr(msg) for stamp, msg in watcher.frames}
+    assert {image.shape for image in raw.values()} == {(720, 1280, 3)}
+    assert {msg.format for msg in compressed} == {JPEG_FORMAT}
+    pairs = [(compressed_to_bgr(msg), raw[msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec])
+             for msg in compressed]
+    assert all(np.abs(jpeg.astype(int) - frame).mean() < 4 for jpeg, frame in pairs)
+    assert not outside.successful and "reaches outside the 3840x2160 image" in outside.reason
+    assert inside.successful, inside.reason
+    assert "x=500 y=100 300x300" in watcher.status.face_note
