@@ -5,7 +5,9 @@ PCM over a WebSocket and presents both at (stamp + presentation delay) on the br
 the frame stamp is the audio time it shows and the audio stamp the time of its first sample, so the
 lips meet the voice whatever the talking-face node's latency. The page shows the talking-face node's
 status (talk_status) and the audio-to-picture offset it measures, and exposes its measurements as
-window.lightlipStats.
+window.lightlipStats. When the talking-face node offers face_frames/compressed (image_transport's JPEG
+stream), the display takes that instead: the browser gets the node's JPEG as it is, nothing is decoded
+or encoded here, and a remote display receives ~30 KB instead of 768 KB per frame.
 
 rclpy spins in the main thread; the aiohttp server runs its asyncio loop in a thread of its own
 (lightlip_ros.display.DisplayServer), fed through bounded per-browser queues.
@@ -27,10 +29,10 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 
 from lightlip_msgs.msg import AudioChunk, TalkStatus
 from lightlip_ros.display import DisplayServer, ServerStartError
-from lightlip_ros.image_msgs import ImageFormatError, image_to_bgr
+from lightlip_ros.image_msgs import ImageFormatError, compressed_to_bgr, image_to_bgr
 from lightlip_ros.pcm import PcmError, check_sample_rate, decode_pcm
 from lightlip_ros.ros_common import LATCHED, stamp_seconds
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
 NODE_NAME = "face_display"
 DEFAULT_PORT = 8765
@@ -46,6 +48,7 @@ BROWSER_MIN_SAMPLE_RATE = 3000
 # Stamps further than this from the node's clock cannot be presented at stamp + delay: warn about it.
 STAMP_SKEW_WARNING_S = 5.0
 WARNING_PERIOD_S = 10.0
+TRANSPORT_CHECK_S = 1.0  # how often the display looks for a compressed frame stream
 RCLError = rclpy_implementation.RCLError
 
 
@@ -78,9 +81,13 @@ class FaceDisplayNode(Node):
         self.add_post_set_parameters_callback(self._on_parameters_set)
 
         overrides = QoSOverridingOptions.with_default_policies()
-        frames = self.create_subscription(Image, "face_frames", self._on_frame, qos_profile_sensor_data,
-                                          qos_overriding_options=overrides)
-        topics = [f"frames {frames.topic_name}"]
+        self._raw = self.create_subscription(Image, "face_frames", self._on_frame, qos_profile_sensor_data,
+                                             qos_overriding_options=overrides)
+        self._compressed_topic = self._raw.topic_name + "/compressed"
+        self._compressed = None
+        self._last_frame_stamp = None
+        self.create_timer(TRANSPORT_CHECK_S, self._choose_transport)
+        topics = [f"frames {self._raw.topic_name} (or {self._compressed_topic} when offered)"]
         if play_audio:
             audio = self.create_subscription(AudioChunk, "audio_out", self._on_audio, AUDIO_QOS,
                                              qos_overriding_options=overrides)
@@ -117,7 +124,8 @@ class FaceDisplayNode(Node):
                         "speaker plays the speech (delayed by the presentation delay)",
             read_only=True))
         self.declare_parameter("jpeg_quality", 85, ParameterDescriptor(
-            description="JPEG quality of the frames sent to browsers",
+            description="JPEG quality of the frames this display encodes for browsers (frames taken from "
+                        "face_frames/compressed keep the publisher's quality)",
             integer_range=[IntegerRange(from_value=1, to_value=100, step=1)]))
         self.declare_parameter("max_queued_frames", 12, ParameterDescriptor(
             description="Frames waiting for a slow browser; beyond this its oldest frames are dropped",
@@ -133,6 +141,20 @@ class FaceDisplayNode(Node):
         if page_settings:
             self._server.set_config(**page_settings)
 
+    def _choose_transport(self):
+        """Subscribes to the compressed stream while someone publishes it; the raw subscription ends
+        when its first frame arrives (no gap) and comes back when the compressed publisher goes."""
+        offered = self.count_publishers(self._compressed_topic) > 0
+        if offered and self._compressed is None:
+            self._compressed = self.create_subscription(CompressedImage, self._compressed_topic,
+                                                        self._on_compressed_frame, qos_profile_sensor_data)
+        elif not offered and self._compressed is not None:
+            self.destroy_subscription(self._compressed)
+            self._compressed = None
+            if self._raw is None:
+                self._raw = self.create_subscription(Image, "face_frames", self._on_frame, qos_profile_sensor_data)
+                self.get_logger().info(f"{self._compressed_topic} is gone: frames from {self._raw.topic_name}")
+
     def _on_frame(self, msg):
         if not self._server.browser_count:
             return  # nobody is watching: save the JPEG encoding
@@ -142,11 +164,39 @@ class FaceDisplayNode(Node):
             self.get_logger().warning(f"ignored a face_frames image: {error}",
                                       throttle_duration_sec=WARNING_PERIOD_S)
             return
+        self._show(stamp_seconds(msg.header.stamp), "face_frames", bgr=bgr)
+
+    def _on_compressed_frame(self, msg):
+        switching = self._raw is not None
+        if switching:
+            self.destroy_subscription(self._raw)
+            self._raw = None
+            self.get_logger().info(f"frames from {self._compressed_topic} ({msg.format})")
+        if not self._server.browser_count:
+            return
         stamp = stamp_seconds(msg.header.stamp)
-        self._check_stamp("face_frames", stamp)
-        ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self._jpeg_quality])
-        if ok:
-            self._server.publish_frame(stamp, jpeg.tobytes())
+        if switching and self._last_frame_stamp is not None and stamp <= self._last_frame_stamp:
+            return  # already shown from the raw stream
+        if "jpeg" in msg.format:
+            self._show(stamp, self._compressed_topic, jpeg=bytes(msg.data))
+            return
+        try:
+            bgr = compressed_to_bgr(msg)
+        except ImageFormatError as error:
+            self.get_logger().warning(f"ignored a compressed frame: {error}", throttle_duration_sec=WARNING_PERIOD_S)
+            return
+        self._show(stamp, self._compressed_topic, bgr=bgr)
+
+    def _show(self, stamp, topic, bgr=None, jpeg=None):
+        """Sends one frame to the browsers: JPEG bytes as they are, or a BGR image encoded here."""
+        self._last_frame_stamp = stamp
+        self._check_stamp(topic, stamp)
+        if jpeg is None:
+            ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self._jpeg_quality])
+            if not ok:
+                return
+            jpeg = encoded.tobytes()
+        self._server.publish_frame(stamp, jpeg)
 
     def _on_audio(self, msg):
         if not self._server.browser_count:

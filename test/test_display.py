@@ -169,7 +169,8 @@ def test_node_serves_the_page_and_streams_what_it_receives(ros_context, ros_env,
         wait_for(lambda: re.search(r"face display at (http://\S+/)", display.output())
                  or display.popen.poll() is not None, 30, "the display's address")
         url = re.search(r"face display at (http://\S+/)", display.output()).group(1)
-        assert "frames /robot/lips, audio /robot/audio_out, status /robot/talk_status" in display.output()
+        assert "frames /robot/lips (or /robot/lips/compressed when offered), audio /robot/audio_out, " \
+               "status /robot/talk_status" in display.output()
 
         async def browser():
             async with aiohttp.ClientSession() as session:
@@ -251,3 +252,58 @@ def test_node_serves_the_page_and_streams_what_it_receives(ros_context, ros_env,
     assert received["talk_status"]["state"] == "talking" and received["talk_status"]["latency_ms_p95"] == 48.0
     assert [result.successful for result in results] == [True, False]  # port is read-only
     assert received["config"]["presentation_delay_ms"] == 500
+
+
+@pytest.mark.ros
+def test_node_forwards_the_offered_compressed_stream_as_it_is(ros_context, ros_env, tmp_path):
+    """A publisher of face_frames/compressed (the talking-face node's JPEG stream) makes the display take
+    it: the browser gets the publisher's JPEG bytes unchanged and the raw subscription ends."""
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from lightlip_ros.image_msgs import bgr_to_compressed, bgr_to_image
+    from sensor_msgs.msg import CompressedImage, Image
+
+    env = dict(ros_env, PYTHONPATH=str(REPO_ROOT))
+    argv = [sys.executable, "-m", "lightlip_ros.face_display_node", "--ros-args", "-r", "__ns:=/robot",
+            "-p", "port:=0"]
+    face = cv2.imread(str(ASSETS / "face.jpg"))[200:360, 180:380]
+    node = rclpy.create_node("compressed_feeder", context=ros_context)
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    raw = node.create_publisher(Image, "/robot/face_frames", reliable)
+    compressed = node.create_publisher(CompressedImage, "/robot/face_frames/compressed", reliable)
+    with Process(argv, env, tmp_path / "face_display.log") as display:
+        wait_for(lambda: re.search(r"face display at (http://\S+/)", display.output())
+                 or display.popen.poll() is not None, 30, "the display's address")
+        url = re.search(r"face display at (http://\S+/)", display.output()).group(1)
+
+        async def browser():
+            async with aiohttp.ClientSession() as session:
+                async with session.ws_connect(url + "ws") as websocket:
+                    spin_until(node, lambda: compressed.get_subscription_count() > 0, 20,
+                               "the display's subscription to the compressed stream")
+                    frames = []
+                    for index in range(1, 200):
+                        stamp = (int(time.time()), index * 40_000_000 % 10**9)
+                        jpeg = bgr_to_compressed(face, quality=37)
+                        jpeg.header.stamp.sec, jpeg.header.stamp.nanosec = stamp
+                        image = bgr_to_image(face)
+                        image.header = jpeg.header
+                        compressed.publish(jpeg)
+                        raw.publish(image)
+                        try:
+                            message = await websocket.receive(timeout=0.1)
+                        except asyncio.TimeoutError:
+                            continue
+                        if message.type == aiohttp.WSMsgType.BINARY and unpack(message.data)[0] == KIND_FRAME:
+                            frames.append((unpack(message.data)[4], bytes(jpeg.data)))
+                        if len(frames) >= 5:
+                            return frames
+                    raise AssertionError(f"only {len(frames)} frames reached the page")
+
+        frames = asyncio.run(browser())
+        wait_for(lambda: "frames from /robot/face_frames/compressed" in display.output(), 10, "the switch logged")
+        assert display.stop() == 0
+    node.destroy_node()
+    # After the switch the page gets the publisher's JPEG itself (quality 37, not the display's 85).
+    assert any(shown == sent for shown, sent in frames[-3:])
