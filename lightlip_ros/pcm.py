@@ -1,6 +1,8 @@
 """Raw PCM chunks to float32 mono, and a streaming resampler whose output ignores chunk boundaries."""
 from typing import Tuple
 
+import struct
+
 import numpy as np
 import soxr
 
@@ -24,6 +26,24 @@ def check_sample_rate(sample_rate) -> int:
         raise PcmError(f"sample rate {sample_rate} Hz is not supported "
                        f"(whole numbers from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE})")
     return rate
+
+
+def strip_wav_header(data: bytes) -> bytes:
+    """The PCM after a RIFF/WAVE header at the start of a chunk, or the chunk itself when it has none.
+
+    A WAVE encoder streaming into chunks (audio_common's audio_capture with format "wave") puts the file
+    header in front of its first buffer only, with placeholder sizes; Python's wave module expects a
+    whole file, so the header's chunks are walked here up to "data".
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return data
+    offset = 12
+    while offset + 8 <= len(data):
+        name, size = data[offset:offset + 4], struct.unpack_from("<I", data, offset + 4)[0]
+        if name == b"data":
+            return data[offset + 8:]
+        offset += 8 + size + (size & 1)  # chunks are padded to an even length
+    raise PcmError("a WAVE header without a data chunk")
 
 
 def bytes_per_frame(sample_format: str, channels: int) -> int:

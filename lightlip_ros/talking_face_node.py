@@ -2,7 +2,9 @@
 
 A thin rclpy shell around the ROS-free streaming core (lightlip_ros.stream): it converts messages, owns
 the threads and publishes frames, status and diagnostics. Topics (relative, remappable):
-  audio (lightlip_msgs/AudioChunk) and face_image (sensor_msgs/Image) in;
+  audio (lightlip_msgs/AudioChunk) and face_image (sensor_msgs/Image) in; where audio_common_msgs is
+  installed, also audio_stamped (audio_common_msgs/AudioDataStamped) described by audio_info
+  (audio_common_msgs/AudioInfo), as ros-drivers' audio_capture publishes them;
   face_frames (sensor_msgs/Image, bgr8), face_frames/compressed (sensor_msgs/CompressedImage, JPEG, only
   while subscribed), audio_out (lightlip_msgs/AudioChunk), talk_status (lightlip_msgs/TalkStatus) and
   /diagnostics out; service set_face (lightlip_msgs/SetFace).
@@ -39,6 +41,9 @@ from sensor_msgs.msg import CompressedImage, Image
 
 BUNDLED_MODEL = Path(__file__).resolve().parent / "assets" / "student.pt"
 ENGINES = ("auto", "tensorrt", "onnxruntime", "torch")
+# audio_common's coding_format values that carry raw PCM ("wave": a WAVE stream, header in front of the
+# first buffer only).
+RAW_CODINGS = ("wave", "wav", "raw", "pcm")
 STATE_NAMES = {TalkStatus.STATE_WAITING_FOR_FACE: "waiting_for_face", TalkStatus.STATE_IDLE: "idle",
                TalkStatus.STATE_TALKING: "talking", TalkStatus.STATE_ERROR: "error"}
 
@@ -158,6 +163,8 @@ class TalkingFaceNode(Node):
         self.create_subscription(Image, "face_image", self._on_face_image, LATCHED)
         self.create_subscription(Image, "face_image", self._on_face_image, qos_profile_sensor_data)
         self.create_service(SetFace, "set_face", self._on_set_face)
+        self._audio_info = None  # the last audio_common_msgs/AudioInfo
+        self._subscribe_audio_common()
         self._frames_pub = self.create_publisher(Image, "face_frames", FRAMES_QOS)
         # image_transport's naming: the compressed stream lives under the (remapped) raw topic.
         self._compressed_pub = self.create_publisher(CompressedImage, self._frames_pub.topic_name + "/compressed",
@@ -215,20 +222,58 @@ class TalkingFaceNode(Node):
         return TalkingFaceStream(engine, self._stream_config(param), clock=self._now_s)
 
     # ------------------------------------------------------------------------------------------ inputs
+    def _subscribe_audio_common(self):
+        """audio_stamped + audio_info (ros-drivers' audio_common_msgs) when that package is installed."""
+        try:
+            from audio_common_msgs.msg import AudioDataStamped, AudioInfo
+        except ImportError:
+            return
+        self.create_subscription(AudioInfo, "audio_info", self._on_audio_info, LATCHED)
+        self.create_subscription(AudioInfo, "audio_info", self._on_audio_info, AUDIO_QOS)
+        stamped = self.create_subscription(AudioDataStamped, "audio_stamped", self._on_audio_stamped, AUDIO_QOS)
+        self.get_logger().info(f"audio_common_msgs installed: also taking {stamped.topic_name} "
+                               "(AudioDataStamped, described by audio_info)")
+
     def _on_audio(self, msg: AudioChunk):
+        self._push_audio("audio", bytes(msg.data), msg.header.stamp, msg.sample_rate, msg.sample_format,
+                         msg.channels)
+
+    def _on_audio_info(self, msg):
+        self._audio_info = msg
+
+    def _on_audio_stamped(self, msg):
+        from lightlip_ros.pcm import PcmError, strip_wav_header
+
+        info = self._audio_info
+        if info is None:
+            self._errors.reject("audio_stamped", "audio_stamped chunk ignored: no audio_common_msgs/AudioInfo "
+                                                 "on audio_info yet (its sample rate and format are needed)")
+            return
+        if info.coding_format.lower() not in RAW_CODINGS:
+            self._errors.reject("audio_stamped", f"audio_stamped chunk ignored: coding_format "
+                                                 f"{info.coding_format!r} is not raw PCM (use audio_capture's "
+                                                 f"format:=wave)")
+            return
+        try:
+            data = strip_wav_header(bytes(msg.audio.data))
+        except PcmError as error:
+            self._errors.reject("audio_stamped", f"audio_stamped chunk rejected: {error}")
+            return
+        self._push_audio("audio_stamped", data, msg.header.stamp, info.sample_rate, info.sample_format, info.channels)
+
+    def _push_audio(self, topic, data, stamp, sample_rate, sample_format, channels):
         from lightlip_ros.pcm import PcmError
 
         if self.core is None:
-            self._errors.reject("audio", "audio chunk ignored: no inference engine is loaded")
+            self._errors.reject(topic, f"{topic} chunk ignored: no inference engine is loaded")
             return
         # A zero stamp (publisher did not fill it) continues the stream, or starts one now.
-        unset = msg.header.stamp.sec == 0 and msg.header.stamp.nanosec == 0
+        unset = stamp.sec == 0 and stamp.nanosec == 0
         try:
-            self.core.push_audio(bytes(msg.data), stamp_s=None if unset else self._stamps.seconds(msg.header.stamp),
-                                 sample_rate=msg.sample_rate, sample_format=msg.sample_format,
-                                 channels=msg.channels)
+            self.core.push_audio(data, stamp_s=None if unset else self._stamps.seconds(stamp),
+                                 sample_rate=sample_rate, sample_format=sample_format, channels=channels)
         except PcmError as error:  # counted by the core
-            self._errors.log("audio", f"audio chunk rejected: {error}")
+            self._errors.log(topic, f"{topic} chunk rejected: {error}")
         self._wake.set()
 
     def _on_face_image(self, msg: Image):

@@ -80,29 +80,39 @@ if ! stamp_matches requirements "$requirements_hash"; then
     -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#${numpy_include}#g" \
     -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#${python_include}#g"
   write_stamp requirements "$requirements_hash"
-  rm -f "$STAMPS/lightlip_msgs" "$STAMPS/lightlip_ros"
+  rm -f "$STAMPS/lightlip_msgs" "$STAMPS/audio_common_msgs" "$STAMPS/lightlip_ros"
   say "requirements installed in $((SECONDS - start)) s"
 fi
 
-# --- 3. lightlip_msgs: plain CMake build into the venv prefix -----------------------------------
-msgs_hash="$(hash_inputs lightlip_msgs)"
-if ! stamp_matches lightlip_msgs "$msgs_hash"; then
-  say "building lightlip_msgs (about a minute)"
+# --- 3. Interface packages: plain CMake builds into the venv prefix --------------------------------
+# build_interfaces NAME SOURCE_DIR IMPORT_CHECK
+build_interfaces() {
+  local name="$1" source="$2" check="$3" hash start log
+  hash="$(hash_inputs "${source#"$ROOT"/}")"
+  stamp_matches "$name" "$hash" && return 0
+  say "building $name (about a minute)"
   start=$SECONDS
-  rm -rf "$BUILD/lightlip_msgs"
-  log="$BUILD/lightlip_msgs.log"
+  rm -rf "$BUILD/$name"
+  log="$BUILD/$name.log"
   mkdir -p "$BUILD"
   {
-    PATH="$VENV/bin:$PATH" cmake -S "$ROOT/lightlip_msgs" -B "$BUILD/lightlip_msgs" \
+    PATH="$VENV/bin:$PATH" cmake -S "$source" -B "$BUILD/$name" \
       -DCMAKE_INSTALL_PREFIX="$VENV" -DCMAKE_PREFIX_PATH="$VENV" -DPython3_EXECUTABLE="$PY" \
       -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release \
-    && PATH="$VENV/bin:$PATH" cmake --build "$BUILD/lightlip_msgs" -j "$(nproc)" \
-    && cmake --install "$BUILD/lightlip_msgs"
-  } >"$log" 2>&1 || die "lightlip_msgs did not build; last lines of $log: $(tail -n 3 "$log" | tr '\n' ' ')"
-  "$PY" -c "from lightlip_msgs.msg import AudioChunk, TalkStatus; from lightlip_msgs.srv import SetFace" \
-    || die "lightlip_msgs built but does not import from $PY"
-  write_stamp lightlip_msgs "$msgs_hash"
-  say "lightlip_msgs built in $((SECONDS - start)) s"
+    && PATH="$VENV/bin:$PATH" cmake --build "$BUILD/$name" -j "$(nproc)" \
+    && cmake --install "$BUILD/$name"
+  } >"$log" 2>&1 || die "$name did not build; last lines of $log: $(tail -n 3 "$log" | tr '\n' ' ')"
+  "$PY" -c "$check" || die "$name built but does not import from $PY"
+  write_stamp "$name" "$hash"
+  say "$name built in $((SECONDS - start)) s"
+}
+build_interfaces lightlip_msgs "$ROOT/lightlip_msgs" \
+  "from lightlip_msgs.msg import AudioChunk, TalkStatus; from lightlip_msgs.srv import SetFace"
+# Tests only: ros-drivers' audio_common_msgs is not on PyPI (see test/interfaces/README.md). A venv
+# that has the real package keeps it.
+if ! "$PY" -c "import audio_common_msgs" 2>/dev/null || [ -f "$STAMPS/audio_common_msgs" ]; then
+  build_interfaces audio_common_msgs "$ROOT/test/interfaces/audio_common_msgs" \
+    "from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo"
 fi
 
 # --- 4. lightlip_ros: installed (not editable) so that share/ files and console scripts exist ----

@@ -335,3 +335,69 @@ def test_big_faces_compressed_frames_and_a_face_box_outside_the_image(ros_contex
     assert not outside.successful and "reaches outside the 3840x2160 image" in outside.reason
     assert inside.successful, inside.reason
     assert "x=500 y=100 300x300" in watcher.status.face_note
+
+
+def test_audio_common_messages_are_taken_natively(ros_context, node_env, student_checkpoint, tmp_path):
+    """ros-drivers' audio_capture publishes AudioDataStamped on audio_stamped, described by AudioInfo on
+    audio_info: without info, or with an MP3 coding, chunks get one clear error; with raw PCM ("wave",
+    its header in front of the first buffer) the speech renders like AudioChunks."""
+    import time
+
+    import cv2
+    from audio_common_msgs.msg import AudioDataStamped, AudioInfo
+    from sensor_msgs.msg import Image
+
+    from lightlip_ros.audio import load_audio
+    from lightlip_ros.image_msgs import bgr_to_image
+
+    pcm = np.clip(load_audio(str(ASSETS / "speech.wav"))[:32000] * 32767, -32768, 32767).astype("<i2")
+    wav_header = (b"RIFF\xff\xff\xff\xffWAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x80>\x00\x00\x00}\x00\x00"
+                  b"\x02\x00\x10\x00data\xff\xff\xff\xff")
+    with start_node(node_env, tmp_path / "node.log", "-p", f"model_path:={student_checkpoint}",
+                    "-p", "idle_rate:=0.0") as node:
+        watcher = Watcher(ros_context)
+        info_pub = watcher.node.create_publisher(AudioInfo, "audio_info", LATCHED)
+        audio = watcher.node.create_publisher(AudioDataStamped, "audio_stamped", 1000)
+        faces = watcher.node.create_publisher(Image, "face_image", LATCHED)
+        watcher.wait_for_state(TalkStatus.STATE_WAITING_FOR_FACE, process=node)
+        assert "audio_common_msgs installed: also taking /audio_stamped" in node.output()
+        faces.publish(bgr_to_image(cv2.imread(str(ASSETS / "face.jpg"))))
+        watcher.wait_for_state(TalkStatus.STATE_IDLE, process=node)
+        watcher.spin_until(lambda: audio.get_subscription_count() > 0, 20, "the audio_stamped subscription", node)
+
+        def chunk(data, stamp_ns=0):
+            msg = AudioDataStamped()
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+            msg.audio.data = bytes(data)
+            return msg
+
+        def send_until(predicate, what, data=pcm[:320].tobytes()):
+            deadline = time.monotonic() + 20
+            while not predicate():
+                assert time.monotonic() < deadline, f"timed out waiting for {what}: {watcher.status}"
+                audio.publish(chunk(data))
+                until = time.monotonic() + 0.1
+                watcher.spin_until(lambda: time.monotonic() >= until, 5, "the next try", node)
+        send_until(lambda: "no audio_common_msgs/AudioInfo" in watcher.status.last_error, "the missing info")
+        info_pub.publish(AudioInfo(channels=1, sample_rate=16000, sample_format="S16LE", bitrate=256000,
+                                   coding_format="mp3"))
+        send_until(lambda: "coding_format 'mp3' is not raw PCM" in watcher.status.last_error, "the mp3 error")
+        rejected = watcher.status.inputs_rejected
+        info_pub.publish(AudioInfo(channels=1, sample_rate=16000, sample_format="S16LE", bitrate=256000,
+                                   coding_format="wave"))
+        send_until(lambda: watcher.status.audio_samples_received > 0, "raw PCM accepted",
+                   data=wav_header + pcm[:320].tobytes())
+        probes = watcher.status.audio_samples_received // 320
+        watcher.spin_until(lambda: watcher.status.state == TalkStatus.STATE_IDLE, 30, "the probes rendered", node)
+        frames_before = len(watcher.frames)
+        start_ns = watcher.node.get_clock().now().nanoseconds
+        started = time.monotonic()
+        for index, offset in enumerate(range(0, pcm.size, 320)):
+            watcher.spin_until(lambda: time.monotonic() >= started + index * 0.02, 5, "the chunk's time", node)
+            audio.publish(chunk(pcm[offset:offset + 320].tobytes(), start_ns + offset * 62500))
+        watcher.spin_until(lambda: watcher.status.audio_samples_received == 320 * probes + pcm.size
+                           and watcher.status.state == TalkStatus.STATE_IDLE, 60, "the speech rendered", node)
+    status = watcher.status
+    assert status.inputs_rejected >= rejected >= 2
+    talking = [stamp for stamp, _ in watcher.frames[frames_before:] if stamp >= start_ns]
+    assert len(talking) == 50 and status.audio_samples_lost == 0

@@ -509,3 +509,20 @@ def test_presentation_queue_releases_frames_at_stamp_plus_delay():
     # A stamp ahead of the clock (the publisher's clock runs ahead) waits no longer than the delay.
     assert [f.stamp_s for f in queue.due(10.25)] == [10.0, 99.0]
     assert queue.wait_s(10.25, 0.5) == 0.5 and len(queue) == 0
+
+
+def test_a_wave_header_in_front_of_a_chunk_is_stripped():
+    import io
+    import wave
+
+    from lightlip_ros.pcm import strip_wav_header
+
+    samples = (np.arange(640) - 320).astype("<i2").tobytes()
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as writer:  # a real WAVE file's header, as a WAVE encoder writes it
+        writer.setnchannels(1), writer.setsampwidth(2), writer.setframerate(16000)
+        writer.writeframes(samples)
+    assert strip_wav_header(buffer.getvalue()) == samples
+    assert strip_wav_header(samples) == samples  # later buffers have no header
+    with pytest.raises(PcmError, match="without a data chunk"):
+        strip_wav_header(buffer.getvalue()[:36])
