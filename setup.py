@@ -12,7 +12,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*", "training", "training.*"]),
-    package_data={PACKAGE: ["assets/*", "display/static/*"]},
+    package_data={PACKAGE: ["assets/*", "display/static/*"], "training.synth": ["astronaut.jpg"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 import soundfile
 
+from lightlip_ros.face import BUNDLED_FACE
+
 ASSETS = Path(__file__).resolve().parent / "assets"
 CHUNK_SECONDS = 0.02
 FPS = 25
@@ -34,7 +36,7 @@ def parse_args(argv=None):
     speech = parser.add_mutually_exclusive_group()
     speech.add_argument("--text", help="sentence to speak (synthesised with espeak-ng)")
     speech.add_argument("--audio", type=Path, help="speech file (any sample rate and channel count)")
-    parser.add_argument("--face", type=Path, default=ASSETS / "face.jpg", help="face photo")
+    parser.add_argument("--face", type=Path, default=BUNDLED_FACE, help="face photo")
     parser.add_argument("--model", default="", help="generator checkpoint/ONNX/engine (default: bundled)")
     parser.add_argument("--engine", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
     parser.add_argument("--voice", default="en-us", help="espeak-ng voice for --text")

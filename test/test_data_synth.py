@@ -13,7 +13,7 @@ from lightlip_ros.audio import SAMPLE_RATE
 from training.layout import DataError, count_frames, read_filelist
 from training.synth import (MouthRenderer, Phoneme, SynthConfig, find_portrait_face, frame_track, generate_benchmark,
                             make_sentences, mouth_track, plan_benchmark, synthesize)
-from training.synth.benchmark import BUNDLED_FACE
+from training.synth.benchmark import ASTRONAUT
 
 SHARED_PORTRAITS = Path(__file__).resolve().parents[2] / "shared" / "data" / "portraits"
 TINY = SynthConfig(sentences=2, heldout_sentences=1, seed=5)
@@ -60,7 +60,7 @@ def test_mouth_shapes_close_on_bilabials_open_on_vowels_round_on_u():
 
 
 def test_rendered_opening_darkens_the_mouth_in_proportion_to_jaw():
-    image = cv2.imread(str(BUNDLED_FACE))
+    image = cv2.imread(str(ASTRONAUT))
     box, mouth = find_portrait_face(image)
     assert box.x < mouth.center_x < box.x + box.width and box.y + box.height / 2 < mouth.center_y
     renderer = MouthRenderer(image, mouth, box.height)

@@ -60,8 +60,8 @@ def build_parser():
                                             "truth.json per clip. Resumable: rerun the same command.")
     synth.add_argument("--out", required=True, help="output root")
     synth.add_argument("--portraits", nargs="*", default=[], help="folders of portrait images (identities)")
-    synth.add_argument("--no-bundled-face", action="store_true",
-                       help="do not use lightlip_ros/assets/face.jpg as an identity")
+    synth.add_argument("--no-astronaut", action="store_true",
+                       help="do not use the astronaut photo (training/synth/astronaut.jpg) as an identity")
     synth.add_argument("--identities", type=_non_negative_int, default=0,
                        help="training identities (default: all that are not held out)")
     synth.add_argument("--heldout-identities", type=int, default=-1,
@@ -136,7 +136,7 @@ def _preprocess(args):
 def _synth(args):
     from .synth import SynthConfig, generate_benchmark
 
-    config = SynthConfig(portraits=tuple(args.portraits), include_bundled_face=not args.no_bundled_face,
+    config = SynthConfig(portraits=tuple(args.portraits), include_astronaut=not args.no_astronaut,
                          identities=args.identities, heldout_identities=args.heldout_identities,
                          sentences=args.sentences, heldout_sentences=args.heldout_sentences,
                          crop_size=args.crop_size, seed=args.seed, festival_share=args.festival_share)
@@ -169,7 +169,7 @@ def _eval_speech(args):
 
     from .evaluate import evaluate_speech, speech_markdown
     from .layout import atomic_write_json, atomic_write_text
-    from .synth.benchmark import BUNDLED_FACE
+    from lightlip_ros.face import BUNDLED_FACE
 
     torch.set_num_threads(args.threads)
     args.face = args.face or [str(BUNDLED_FACE)]

@@ -31,7 +31,9 @@ FORMAT_VERSION = 2
 # utterance on one core, the diphone voices 0.2 s).
 FESTIVAL_VOICE_WEIGHTS = {"kal_diphone": 0.4, "ked_diphone": 0.4, "cmu_us_slt_arctic_hts": 0.2}
 MANIFEST_NAME = "synth.json"
-BUNDLED_FACE = Path(__file__).resolve().parents[2] / "lightlip_ros" / "assets" / "face.jpg"
+# A public-domain photo (NASA, via scikit-image's data.astronaut()) that is a training identity of every
+# benchmark; the node's bundled face (lightlip_ros/assets/face.jpg) is not, so it stays a new face.
+ASTRONAUT = Path(__file__).resolve().parent / "astronaut.jpg"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # Rendering happens at this multiple of the crop size, then the crop is area-downsampled (anti-aliasing).
 _RENDER_OVERSAMPLE = 2
@@ -43,7 +45,7 @@ class SynthConfig:
     heldout_identities/heldout_sentences: per held-out split (val and test each)."""
 
     portraits: tuple = ()
-    include_bundled_face: bool = True
+    include_astronaut: bool = True
     identities: int = 0  # 0: every identity that is not held out
     heldout_identities: int = -1  # -1: split the identities left over evenly between val and test
     sentences: int = 40
@@ -85,19 +87,19 @@ class ClipPlan:
 
 
 def _portrait_files(config):
-    files = [BUNDLED_FACE] if config.include_bundled_face else []
+    files = [ASTRONAUT] if config.include_astronaut else []
     for folder in config.portraits:
         folder = Path(folder)
         if not folder.is_dir():
             raise DataError(f"{folder}: no such portrait folder")
         files.extend(sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
     if not files:
-        raise DataError("no portraits: give --portraits FOLDER or keep the bundled face")
+        raise DataError("no portraits: give --portraits FOLDER or keep the astronaut")
     return files
 
 
 def _identity_name(path, taken):
-    name = "astronaut" if path == BUNDLED_FACE else path.stem.replace(" ", "_")
+    name = path.stem.replace(" ", "_")
     base, n = name, 2
     while name in taken:
         name, n = f"{base}_{n}", n + 1
