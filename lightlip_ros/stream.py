@@ -179,9 +179,13 @@ class _Utterance:
     frame (or batch) whatever the chunk size.
     """
 
-    def __init__(self, number: int, start_stamp: float, sample_rate: int, quality: str, arrival_s: float):
+    def __init__(self, number: int, start_stamp: float, sample_rate: int, quality: str, arrival_s: float,
+                 source_start: Optional[float] = None):
         self.number = number
-        self.start_stamp = start_stamp
+        self.start_stamp = start_stamp  # of frame 0
+        # The publisher's stamp of the first sample (later when the frames had to be moved after earlier
+        # speech): the chunks that continue the utterance follow it.
+        self.source_start = start_stamp if source_start is None else source_start
         self.sample_rate = sample_rate
         self.resampler = StreamingResampler(sample_rate, SAMPLE_RATE, quality)
         self.mel = StreamingMel()
@@ -207,7 +211,8 @@ class _Utterance:
         return self.frame_count is not None
 
     def expected_stamp(self) -> float:
-        return self.start_stamp + self.input_samples / self.sample_rate
+        """The publisher's stamp of the next chunk if it continues the utterance."""
+        return self.source_start + self.input_samples / self.sample_rate
 
     def frame_stamp(self, index: int) -> float:
         return self.start_stamp + index * FRAME_PERIOD_S
@@ -451,7 +456,8 @@ class TalkingFaceStream:
             if not continues:
                 if utterance is not None:
                     self._finish(utterance, arrival)
-                utterance = self._start(arrival if stamp is None else stamp, rate, arrival)
+                source = arrival if stamp is None else stamp
+                utterance = self._start(self._start_stamp(source, arrival), rate, arrival, source)
             self._counts["received"] += utterance.add(samples, samples.size, arrival)
             self._enforce_limit()
 
@@ -563,9 +569,24 @@ class TalkingFaceStream:
             return self._utterances[-1]
         return None
 
-    def _start(self, stamp: float, rate: int, arrival: float) -> _Utterance:
+    def _start_stamp(self, stamp: float, arrival: float) -> float:
+        """A new utterance's first stamp: its own, unless that lies before the frames of the speech before
+        it (a publisher's stamps stepping back): then right after them, so stamps never go backwards and
+        the frames are presented at the pace of speech, not in a burst."""
+        ends = [u.frame_stamp(math.ceil(u.samples / SAMPLES_PER_FRAME)) for u in self._utterances]
+        if self._last_stamp is not None:
+            ends.append(self._last_stamp + FRAME_PERIOD_S)
+        floor = max(ends, default=-math.inf)
+        if stamp < floor - self.config.stamp_tolerance_s:
+            self._note_error(f"audio stamped {floor - stamp:.2f} s before the end of the speech before it: "
+                             f"its frames follow that speech", arrival)
+            return floor
+        return stamp
+
+    def _start(self, stamp: float, rate: int, arrival: float, source_stamp: Optional[float] = None) -> _Utterance:
         self._utterance_count += 1
-        utterance = _Utterance(self._utterance_count, stamp, rate, self.config.resample_quality, arrival)
+        utterance = _Utterance(self._utterance_count, stamp, rate, self.config.resample_quality, arrival,
+                               source_stamp)
         self._utterances.append(utterance)
         while len(self._utterances) > MAX_PENDING_UTTERANCES:
             self._drop_frames(self._utterances[0], self._utterances[0].remaining())

@@ -218,6 +218,19 @@ def test_speech_stamped_far_ahead_is_reported_and_idle_frames_return_to_the_cloc
     assert idle and all(abs(f.stamp_s - T0) < 5.0 for f in idle)
 
 
+def test_stamps_stepping_back_are_moved_after_the_speech_before(engine, face_image, speech):
+    core, clock = make_core(engine, face_image, idle_fps=0)
+    frames = stream(core, clock, speech[:SR], [320] * 50)  # T0 .. T0 + 1 s
+    clock.now += 0.05
+    frames += stream(core, clock, speech[SR:SR + 8000], [320] * 25, start=T0 + 0.2)  # stamped 0.8 s back
+    frames += end_stream(core, clock)
+    assert "0.80 s before the end of the speech before it" in core.stats().last_error
+    stamps = [f.stamp_s for f in frames]
+    assert all(b > a for a, b in zip(stamps, stamps[1:])), "stamps never go backwards"
+    second = [f for f in frames if f.talking and f.utterance == 2]
+    assert len(second) == 13 and second[0].stamp_s == pytest.approx(T0 + 1.0)
+
+
 def test_idle_frames_after_a_gap(engine, face_image, speech):
     core, clock = make_core(engine, face_image, idle_fps=5, crossfade_frames=4, gap_timeout_s=0.3)
     assert core.state == "idle"
