@@ -408,6 +408,14 @@ class TalkingFaceStream:
                 self._note_error(update.note)
         return update
 
+    def report_input_error(self, message: str, rejected: bool = True) -> None:
+        """Notes a problem the caller found before handing anything to the core (a malformed image message,
+        a failed request), counted in inputs_rejected when rejected, so every count lives in stats()."""
+        with self._lock:
+            if rejected:
+                self._counts["rejected"] += 1
+            self._note_error(message)
+
     def push_audio(self, audio, stamp_s: Optional[float] = None, arrival_s: Optional[float] = None,
                    sample_rate: int = SAMPLE_RATE, sample_format: Optional[str] = None, channels: int = 1) -> None:
         """Adds a chunk of speech.

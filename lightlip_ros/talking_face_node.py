@@ -93,25 +93,35 @@ PARAMETERS = {
 
 
 class InputErrors:
-    """Rejected inputs the node sees before the core does (malformed images, failed services), and rate
-    limiting of log lines: each kind of message (its text with the numbers left out) is logged at once,
-    then at most once a period, with the count of repeats in between."""
+    """Problems the node sees before the core does (malformed images, failed services): counted by the
+    core once it exists (`core`), by this object before (a model that did not load); and rate limiting
+    of log lines: each kind of message (its text with the numbers left out) is logged at once, then at
+    most once a period, with the count of repeats in between."""
 
     def __init__(self, logger, clock, period_s=5.0):
         self.logger, self.clock, self.period_s = logger, clock, period_s
+        self.core = None
+        self.reported = ""
         self.count = 0
         self.last = ""
         self.last_time = None
         self._logged = {}
 
     def reject(self, kind, message):
-        self.count += 1
-        self.note(kind, message)
+        self._record(message, rejected=True)
+        self.log(kind, message)
 
     def note(self, kind, message):
-        now = self.clock()
-        self.last, self.last_time = message, now
+        self._record(message, rejected=False)
         self.log(kind, message)
+
+    def _record(self, message, rejected):
+        if self.core is not None:
+            self.core.report_input_error(message, rejected)
+            self.reported = message  # logged here already: the render thread need not log it again
+            return
+        self.count += rejected
+        self.last, self.last_time = message, self.clock()
 
     def log(self, kind, message, severity="warning"):
         """Logs at most once a period per kind of message; severity "info" or "warning"."""
@@ -150,6 +160,7 @@ class TalkingFaceNode(Node):
         if param("engine") not in ENGINES:
             self.get_logger().error(f"unknown engine {param('engine')!r}; using auto (choose from {', '.join(ENGINES)})")
         self.core = self._make_core(param)
+        self._errors.core = self.core
         self._recent_frames = []  # publication times of the last status period (for fps)
         self._reported = (0, 0, 0)  # frames dropped, audio dropped, audio lost at the last diagnostics
         self._core_error_time = None  # of the core's last error already logged
@@ -328,10 +339,9 @@ class TalkingFaceNode(Node):
         return update.ok and (update.changed or update.box is not None), update.note
 
     def _report_face(self, update):
+        # (An image without a face is an error the core notes: the render thread logs it.)
         if update.changed:
             self._errors.log("face", update.note, severity="info")
-        elif update.box is None:  # no face in the image: the previous face (if any) stays
-            self._errors.log("face", update.note)
 
     async def _on_set_face(self, request, response):
         """Answered by the face thread; the executor goes on taking audio meanwhile."""
@@ -445,7 +455,8 @@ class TalkingFaceNode(Node):
         message, when = self.core.last_error
         if when is not None and when != self._core_error_time:
             self._core_error_time = when
-            self._errors.log("core", message)
+            if message != self._errors.reported:
+                self._errors.log("core", message)
 
     def _publish_frame(self, frame):
         header = Image().header
