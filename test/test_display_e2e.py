@@ -23,7 +23,11 @@ def test_real_node_and_display_keep_sound_and_picture_in_sync(ros_context, node_
     long_speech = tmp_path / "speech_10s.wav"
     soundfile.write(long_speech, np.tile(speech, int(np.ceil(seconds * rate / speech.size))), rate)
 
-    node_args = ["-r", "__ns:=/robot", "-p", f"model_path:={student_checkpoint}", "-p", "idle_rate:=0.0"]
+    # An utterance's last frames wait for gap_timeout (their windows reach past the speech), so the
+    # stamp-to-arrival lag of its tail is gap_timeout + ~0.17 s look-ahead (0.47 s at the default 0.3):
+    # with 0.1 s it stays inside the display's 500 ms minus the browser's sound output latency.
+    node_args = ["-r", "__ns:=/robot", "-p", f"model_path:={student_checkpoint}", "-p", "idle_rate:=0.0",
+                 "-p", "gap_timeout:=0.1"]
     with start_node(node_env, tmp_path / "node.log", *node_args) as node, \
             DisplaySession(node_env, tmp_path, namespace="robot",
                            parameters=["presentation_delay_ms:=500"]) as display:
