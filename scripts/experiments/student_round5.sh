@@ -20,5 +20,6 @@ $PY -m training.train_cli student --out "$OUT" "${COMMON[@]}" "${RESUME[@]}" 2>&
 $PY -m training.data_cli eval runs/data-synth --split test --checkpoint "$OUT/model_last.pt" \
   lightlip_ros/assets/student.pt --out runs/round5/eval-test --threads 2 --quiet
 $PY -m training.data_cli eval-speech --checkpoint "$OUT/model_last.pt" lightlip_ros/assets/student.pt \
-  --audio "$SHARED"/speech/*.wav --face lightlip_ros/assets/face.jpg "$SHARED"/portraits/art_12.jpg \
+  --audio "$SHARED"/speech/*.wav --face lightlip_ros/assets/face.jpg training/synth/astronaut.jpg \
+  "$SHARED"/portraits/art_12.jpg \
   "$SHARED"/portraits/art_13.jpg --out runs/round5/speech --threads 2 --quiet
