@@ -83,6 +83,7 @@ class FaceDisplayNode(Node):
         overrides = QoSOverridingOptions.with_default_policies()
         self._raw = self.create_subscription(Image, "face_frames", self._on_frame, qos_profile_sensor_data,
                                              qos_overriding_options=overrides)
+        self._raw_qos = self._raw.qos_profile  # with the user's QoS overrides applied, for re-subscribing
         self._compressed_topic = self._raw.topic_name + "/compressed"
         self._compressed = None
         self._last_frame_stamp = None
@@ -152,7 +153,7 @@ class FaceDisplayNode(Node):
             self.destroy_subscription(self._compressed)
             self._compressed = None
             if self._raw is None:
-                self._raw = self.create_subscription(Image, "face_frames", self._on_frame, qos_profile_sensor_data)
+                self._raw = self.create_subscription(Image, "face_frames", self._on_frame, self._raw_qos)
                 self.get_logger().info(f"{self._compressed_topic} is gone: frames from {self._raw.topic_name}")
 
     def _on_frame(self, msg):
