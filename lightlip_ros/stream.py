@@ -179,13 +179,13 @@ class _Utterance:
     frame (or batch) whatever the chunk size.
     """
 
-    def __init__(self, number: int, start_stamp: float, sample_rate: int, quality: str, arrival_s: float,
-                 source_start: Optional[float] = None):
+    def __init__(self, number: int, start_stamp: float, source_start: float, sample_rate: int, quality: str,
+                 arrival_s: float):
         self.number = number
         self.start_stamp = start_stamp  # of frame 0
-        # The publisher's stamp of the first sample (later when the frames had to be moved after earlier
-        # speech): the chunks that continue the utterance follow it.
-        self.source_start = start_stamp if source_start is None else source_start
+        # The publisher's stamp of the first sample (earlier than start_stamp when the frames had to be
+        # moved after the speech before): the chunks that continue the utterance follow it.
+        self.source_start = source_start
         self.sample_rate = sample_rate
         self.resampler = StreamingResampler(sample_rate, SAMPLE_RATE, quality)
         self.mel = StreamingMel()
@@ -465,7 +465,7 @@ class TalkingFaceStream:
                 if utterance is not None:
                     self._finish(utterance, arrival)
                 source = arrival if stamp is None else stamp
-                utterance = self._start(self._start_stamp(source, arrival), rate, arrival, source)
+                utterance = self._start(self._start_stamp(source, arrival), source, rate, arrival)
             self._counts["received"] += utterance.add(samples, samples.size, arrival)
             self._enforce_limit()
 
@@ -591,10 +591,10 @@ class TalkingFaceStream:
             return floor
         return stamp
 
-    def _start(self, stamp: float, rate: int, arrival: float, source_stamp: Optional[float] = None) -> _Utterance:
+    def _start(self, stamp: float, source_stamp: float, rate: int, arrival: float) -> _Utterance:
         self._utterance_count += 1
-        utterance = _Utterance(self._utterance_count, stamp, rate, self.config.resample_quality, arrival,
-                               source_stamp)
+        utterance = _Utterance(self._utterance_count, stamp, source_stamp, rate, self.config.resample_quality,
+                               arrival)
         self._utterances.append(utterance)
         while len(self._utterances) > MAX_PENDING_UTTERANCES:
             self._drop_frames(self._utterances[0], self._utterances[0].remaining())
