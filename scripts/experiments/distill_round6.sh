@@ -12,9 +12,7 @@ OUT=runs/round6/distilled
 SHARED=../shared/data
 TEACHER=runs/round6/teacher/model_last.pt
 [ -f "$TEACHER" ] || { echo "distill_round6: $TEACHER missing: finish scripts/experiments/teacher_round6.sh first" >&2; exit 1; }
-COMMON=(--data runs/data-synth --steps "$STEPS" --batch-size 4 --lr 1e-3 --val-every 1000 --threads 2
-        --num-workers 1 --set train.schedule=cosine --set train.warmup_steps=20 --set train.val_batches=8
-        --set loss.sync=0)
+source scripts/experiments/round_settings.sh  # COMMON
 RESUME=()
 [ -f "$OUT/checkpoints/last.pt" ] && RESUME=(--resume "$OUT")
 $PY -m training.train_cli distill --out "$OUT" --teacher "$TEACHER" "${COMMON[@]}" "${RESUME[@]}" 2>&1 \

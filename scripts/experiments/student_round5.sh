@@ -9,9 +9,7 @@ STEPS="${1:-20000}"
 PY=.venv/bin/python
 OUT=runs/round5/student
 SHARED=../shared/data
-COMMON=(--data runs/data-synth --steps "$STEPS" --batch-size 4 --lr 1e-3 --val-every 1000 --threads 2
-        --num-workers 1 --set train.schedule=cosine --set train.warmup_steps=20 --set train.val_batches=8
-        --set loss.sync=0)
+source scripts/experiments/round_settings.sh  # COMMON
 mkdir -p runs/round5
 RESUME=()
 [ -f "$OUT/checkpoints/last.pt" ] && RESUME=(--resume "$OUT")
