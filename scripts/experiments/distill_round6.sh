@@ -16,7 +16,7 @@ source scripts/experiments/round_settings.sh  # COMMON
 RESUME=()
 [ -f "$OUT/checkpoints/last.pt" ] && RESUME=(--resume "$OUT")
 $PY -m training.train_cli distill --out "$OUT" --teacher "$TEACHER" "${COMMON[@]}" "${RESUME[@]}" 2>&1 \
-  | stdbuf -oL tr "\r" "\n" | grep --line-buffered -v "step/s" > "$OUT.log"
+  | stdbuf -oL tr "\r" "\n" | grep --line-buffered -v "step/s" >> "$OUT.log"
 $PY -m training.data_cli eval runs/data-synth --split test --checkpoint "$OUT/model_last.pt" \
   runs/round5/student/model_last.pt "$TEACHER" --out runs/round6/eval-test --threads 2 --quiet
 $PY -m training.data_cli eval-speech --checkpoint "$OUT/model_last.pt" runs/round5/student/model_last.pt \

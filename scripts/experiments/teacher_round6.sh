@@ -8,11 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS="${1:-20000}"
 OUT=runs/round6/teacher
-COMMON=(--data runs/data-synth --steps "$STEPS" --batch-size 4 --lr 1e-3 --val-every 1000 --threads 2
-        --num-workers 1 --set train.schedule=cosine --set train.warmup_steps=20 --set train.val_batches=8
-        --set loss.sync=0 --set model.architecture=student --set model.widths=0.5)
+source scripts/experiments/round_settings.sh  # COMMON
+COMMON+=(--set model.architecture=student --set model.widths=0.5)
 mkdir -p runs/round6
 RESUME=()
 [ -f "$OUT/checkpoints/last.pt" ] && RESUME=(--resume "$OUT")
 .venv/bin/python -m training.train_cli teacher --out "$OUT" "${COMMON[@]}" "${RESUME[@]}" 2>&1 \
-  | stdbuf -oL tr "\r" "\n" | grep --line-buffered -v "step/s" > "$OUT.log"
+  | stdbuf -oL tr "\r" "\n" | grep --line-buffered -v "step/s" >> "$OUT.log"
