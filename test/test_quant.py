@@ -15,8 +15,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conftest import ASSETS
 from lightlip_ros.engines.onnx_export import export_generator_onnx
-from lightlip_ros.models import student
-from training.quant.calibration import ActivationStats, collect_activation_stats, model_fingerprint
+from lightlip_ros.models import student, weight_fingerprint
+from training.quant.calibration import ActivationStats, collect_activation_stats
 from training.quant.emulation import emulate_int8, quantize_layers
 from training.quant.evaluate import comparison_image, evaluate_files, media_clip
 from training.quant.export import ExportError, export_precisions, insert_qdq, name_layers
@@ -164,7 +164,7 @@ def test_plan_ranks_every_layer_and_keeps_the_top_k(model, plan, tmp_path):
     assert ranked == sorted(ranked)
     assert plan.fp16_layers == [layer.name for layer in plan.layers[:TOP_K]]
     assert [step["fp16_count"] for step in plan.steps] == [0, TOP_K]
-    assert plan.model["sha256"] == model_fingerprint(fold_batchnorm(model))
+    assert plan.model["sha256"] == weight_fingerprint(fold_batchnorm(model))
 
     plan.save(tmp_path / "plan.json")
     again = QuantPlan.load(tmp_path / "plan.json")

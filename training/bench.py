@@ -36,12 +36,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from lightlip_ros.atomic_files import atomic_write_json, atomic_write_text
 from lightlip_ros.engines import EngineError, EngineOptions
 from lightlip_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 from lightlip_ros.engines.torch_engine import TorchEngine
-from lightlip_ros.models import CheckpointError, load_generator, save_generator, wav2lip_teacher
-from training.layout import atomic_write_json, atomic_write_text
-from training.quant.calibration import collect_activation_stats, model_fingerprint
+from lightlip_ros.models import CheckpointError, load_generator, save_generator, wav2lip_teacher, weight_fingerprint
+from training.quant.calibration import collect_activation_stats
 from training.quant.export import FP32, MIXED, PRECISIONS, ExportError, export_precisions
 from training.quant.layers import fold_batchnorm, quantizable_layers
 from training.quant.plan import INT8, LayerPlan, PlanError, QuantPlan
@@ -143,7 +143,7 @@ def timing_plan(model, samples: SampleSet) -> QuantPlan:
     ranges = collect_activation_stats(folded, samples, batch_size=_CALIBRATION_FRAMES, progress=False).ranges("max")
     layers = [LayerPlan(name, type(module).__name__, INT8, ranges[name], math.nan, math.nan, 0)
               for name, module in quantizable_layers(folded).items()]
-    return QuantPlan({"sha256": model_fingerprint(folded)}, {"method": "max", "samples": samples.source}, {}, {},
+    return QuantPlan({"sha256": weight_fingerprint(folded)}, {"method": "max", "samples": samples.source}, {}, {},
                      layers)
 
 
@@ -157,7 +157,7 @@ def onnx_variants(label, model, plan: Optional[QuantPlan], samples, work_dir: Pa
     quantized = [p for p in wanted if p in (INT8, MIXED)]
     if quantized and plan is None:
         plan = timing_plan(model, samples)
-    key = hashlib.sha256((model_fingerprint(fold_batchnorm(model)) + json.dumps(
+    key = hashlib.sha256((weight_fingerprint(fold_batchnorm(model)) + json.dumps(
         plan.to_json()["layers"] if plan is not None else None, default=str)).encode()).hexdigest()[:16]
     folder = work_dir / f"{label}-{key}"
     files = {p: folder / f"{label}.{p}.onnx" for p in wanted}

@@ -168,7 +168,7 @@ def _eval_speech(args):
     import torch
 
     from .evaluate import evaluate_speech, speech_markdown
-    from .layout import atomic_write_json, atomic_write_text
+    from lightlip_ros.atomic_files import atomic_write_json, atomic_write_text
     from lightlip_ros.face import BUNDLED_FACE
 
     torch.set_num_threads(args.threads)
@@ -187,7 +187,7 @@ def _eval_speech(args):
 
 def _sync_signal(args):
     from .evaluate import sync_signal
-    from .layout import atomic_write_json
+    from lightlip_ros.atomic_files import atomic_write_json
 
     result = sync_signal(args.root, args.split, args.max_clips, progress=not args.quiet)
     print(json.dumps(result["summary"], indent=1))

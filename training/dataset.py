@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from lightlip_ros.atomic_files import atomic_write
 from lightlip_ros.audio import FPS, HOP_LENGTH, MEL_STEP_SIZE, MELS_PER_SECOND, N_MELS, load_audio, melspectrogram
 from lightlip_ros.face import CROP_SIZE
 from lightlip_ros.models.syncnet import SYNC_FRAMES, syncnet_face_input
@@ -70,16 +71,6 @@ def valid_starts(n_frames, n_mel_columns, frames=SYNC_FRAMES):
     return starts[(last_frame_end <= n_mel_columns) & (sync_end <= n_mel_columns)]
 
 
-def _write_mel_cache(path, mel):
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".mel.", suffix=".npy")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.save(stream, mel)
-        os.replace(temporary, path)
-    except OSError:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
 
 @functools.lru_cache(maxsize=256)
 def clip_mel(clip_dir):
@@ -99,9 +90,10 @@ def clip_mel(clip_dir):
         pass
     mel = melspectrogram(load_audio(audio))
     try:
-        _write_mel_cache(cache, mel)
+        with atomic_write(cache) as temporary:
+            np.save(temporary, mel)
     except OSError:
-        pass
+        pass  # a read-only dataset: compute the mel each time
     return mel
 
 

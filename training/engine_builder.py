@@ -26,9 +26,9 @@ from pathlib import Path
 
 import onnx
 
+from lightlip_ros.atomic_files import atomic_write_bytes, atomic_write_json
 from lightlip_ros.engines.base import META_ARCHITECTURE, EngineError
 from lightlip_ros.engines.tensorrt_engine import SIDECAR_FORMAT, SIDECAR_VERSION, cuda_device, sidecar_path
-from training.layout import atomic_write_json
 from training.quant.graph import float32_carrier, layer_precisions, read_metadata
 
 TYPINGS = ("auto", "strong", "weak")
@@ -87,10 +87,7 @@ def build_engine(onnx_path, engine_path=None, timing_cache=None, opt_batch: int 
     else:
         raise BuildError("; ".join(failures))
 
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = engine_path.with_name(engine_path.name + ".partial")
-    partial.write_bytes(serialized)
-    os.replace(partial, engine_path)
+    atomic_write_bytes(engine_path, serialized)
     layers = engine_layers(trt, logger, serialized)
     metadata = read_metadata(model)
     counts = {}
@@ -163,7 +160,7 @@ def _build(trt, major, logger, onnx_path, model, strongly_typed, timing_cache, o
     if serialized is None:
         raise BuildError("the builder produced no engine (see the TensorRT messages above)")
     timing_cache.parent.mkdir(parents=True, exist_ok=True)
-    timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+    atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
     return bytes(serialized), shapes
 
 

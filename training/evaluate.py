@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 import torch
 
+from lightlip_ros.atomic_files import atomic_write_json, atomic_write_text
 from lightlip_ros.audio import FPS, MEL_STEP_SIZE, SAMPLE_RATE, load_audio
 from lightlip_ros.face import CROP_SIZE
 from lightlip_ros.models import load_generator, load_syncnet, syncnet_face_input
@@ -43,7 +44,7 @@ from lightlip_ros.models.syncnet import SYNC_FRAMES
 from .dataset import (clip_mel, frames_to_tensor, mask_lower_half, mel_window, read_frames, sync_mel_start,
                       training_mel_start)
 from .landmarks import LandmarkerUnavailable, load_landmarker, mouth_opening, mouth_points, relative_opening
-from .layout import AUDIO_NAME, DataError, atomic_write_json, atomic_write_text, count_frames, read_filelist, read_truth
+from .layout import AUDIO_NAME, DataError, count_frames, read_filelist, read_truth
 
 MOUTH_MARGIN = 0.3  # the mouth region is the lips box grown by this fraction of its size on each side
 SYNC_OFFSETS = 7  # audio offsets searched for LSE-D/LSE-C, in frames each way

@@ -27,14 +27,14 @@ import logging
 import torch
 from torch import nn
 
-from lightlip_ros.models import GeneratorWidths, build_generator, load_generator, load_syncnet, save_generator
-from lightlip_ros.models.checkpoint import CheckpointError
+from lightlip_ros.models import (CheckpointError, GeneratorWidths, build_generator, load_generator, load_syncnet,
+                                 save_generator, unwrap_model)
 
 from .dataset import SHAPE_DIMENSIONS, AudioAugment, Wav2LipDataset, clip_truth
 from .losses import (ArticulationHead, FeatureAdapters, MouthShapeNet, expert_sync_loss, feature_distillation_loss,
                      frozen_call, lower_halves, masked_mse, mouth_reconstruction_loss, output_distillation_loss,
                      reconstruction_loss)
-from .trainer import Recipe, TrainingError, dataset_pair, unwrap
+from .trainer import Recipe, TrainingError, dataset_pair
 
 LOG = logging.getLogger("lightlip.train")
 LOSS_TERMS = ("recon", "mouth_recon", "articulation", "frame_articulation", "sync", "output_distill",
@@ -196,7 +196,7 @@ class GeneratorRecipe(Recipe):
             terms["articulation"] = masked_mse(articulation, time_major(batch["articulation"]),
                                                time_major(batch["has_truth"][:, None].expand(-1, window)))
         if self.weights["frame_articulation"]:
-            shape_net = unwrap(model).shape_net
+            shape_net = unwrap_model(model).shape_net
             shape_truth = batch["articulation"].flatten(0, 1)  # batch-major, as lower_halves stacks frames
             has_truth = batch["has_truth"][:, None].expand(-1, window).flatten()
             terms["shape_fit"] = masked_mse(shape_net(lower_halves(batch["target"])), shape_truth, has_truth)
@@ -209,7 +209,7 @@ class GeneratorRecipe(Recipe):
                     batch["mels"], batch["face_input"])
             terms["output_distill"] = output_distillation_loss(frames, teacher_frames)
             if adapted:
-                layers = unwrap(model).feature_layers
+                layers = unwrap_model(model).feature_layers
                 terms["feature_distill"] = feature_distillation_loss(adapted, [teacher_features[i] for i in layers])
         if self.expert is not None and with_sync:
             terms["sync"] = expert_sync_loss(self.expert, batch["sync_mel"], frames)

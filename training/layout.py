@@ -8,8 +8,9 @@ Clips made by ``lightlip-data synth`` also hold ``truth.json`` (per-frame mouth 
 """
 import json
 import os
-import tempfile
 from pathlib import Path
+
+from lightlip_ros.atomic_files import atomic_write_text
 
 SPLITS = ("train", "val", "test")
 FILELISTS_DIR = "filelists"
@@ -54,24 +55,6 @@ def count_frames(clip_dir):
     while f"{count}.jpg" in names:
         count += 1
     return count
-
-
-def atomic_write_text(path, text):
-    """Write a file so that readers (and a resumed run) never see it half written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path, value):
-    atomic_write_text(path, json.dumps(value, indent=1) + "\n")
 
 
 def read_truth(clip_dir):

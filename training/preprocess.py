@@ -17,11 +17,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from lightlip_ros.atomic_files import atomic_write_json
 from lightlip_ros.audio import FPS, SAMPLE_RATE
 from lightlip_ros.face import Box, FaceDetector, crop_region
 
 from .jobs import run_jobs
-from .layout import AUDIO_NAME, DataError, atomic_write_json, frame_path, read_filelist, write_filelist
+from .layout import AUDIO_NAME, DataError, frame_path, read_filelist, write_filelist
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv")
 SKIPPED_NAME = "preprocess_skipped.json"

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from lightlip_ros.atomic_files import atomic_write_text
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
@@ -88,4 +90,4 @@ def build_config(recipe: str, config_file=None, overrides=(), flag_values: Mappi
 
 
 def write_config(config: Mapping, path) -> None:
-    Path(path).write_text(yaml.safe_dump(dict(config), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(dict(config), sort_keys=False))

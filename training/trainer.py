@@ -15,8 +15,6 @@ Run directory layout:
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import math
 import os
@@ -33,6 +31,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
+
+from lightlip_ros.atomic_files import atomic_write, atomic_write_text
+from lightlip_ros.models import weight_fingerprint
 
 from .layout import DataError
 from .train_config import write_config
@@ -108,23 +109,11 @@ def restore_rng_state(state: dict) -> None:
 # Checkpoints
 
 
-def atomic_save(payload, path) -> Path:
-    """torch.save to a temporary file in the same directory, fsync, then os.replace: a run killed while
-    saving leaves the previous file intact (the rename is atomic on POSIX filesystems)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        raise
-    return path
+def save_training_state(state, path) -> Path:
+    """torch.save through atomic_write: a run killed while saving keeps its previous checkpoint."""
+    with atomic_write(path) as temporary:
+        torch.save(state, temporary)
+    return Path(path)
 
 
 def load_training_state(path, map_location="cpu") -> dict:
@@ -251,20 +240,6 @@ def _move(batch, device):
     if isinstance(batch, (list, tuple)):
         return type(batch)(_move(value, device) for value in batch)
     return batch
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel wrapper (or the module itself)."""
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
-def weight_fingerprint(model: nn.Module) -> str:
-    """A digest of every parameter and buffer, to check that all ranks hold the same weights."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(unwrap(model).state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def lr_multiplier(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
@@ -488,9 +463,9 @@ class Trainer:
             if improved:
                 self.best = score
             state = self.training_state()
-            atomic_save(state, self.run_dir / "checkpoints" / "last.pt")
+            save_training_state(state, self.run_dir / "checkpoints" / "last.pt")
             if improved:
-                atomic_save(state, self.run_dir / "checkpoints" / "best.pt")
+                save_training_state(state, self.run_dir / "checkpoints" / "best.pt")
                 self.recipe.export(self.model, self.run_dir / "model.pt", self._provenance(metrics))
             tqdm.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
                        + (" (best)" if improved else ""))
@@ -515,7 +490,7 @@ class Trainer:
                    "final": self.last_metrics, "rank_weight_fingerprints": fingerprints}
         if ctx.is_main:
             self.recipe.export(self.model, self.run_dir / "model_last.pt", self._provenance(self.last_metrics))
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
             self.writer.close()
         if ctx.distributed:
             dist.barrier()

@@ -3,14 +3,13 @@ import contextlib
 import io
 import json
 import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import onnx
 import torch
 
+from ..atomic_files import atomic_write
 from .base import INPUT_NAMES, META_ARCHITECTURE, META_CONFIG, ONNX_OPSET, OUTPUT_NAME
 
 MAX_BATCH = 4096
@@ -29,9 +28,6 @@ def export_generator_onnx(model: torch.nn.Module, path, opset: int = ONNX_OPSET,
     model.eval()
     mel, face = torch.zeros(1, 1, 80, 16), torch.zeros(1, 6, 96, 96)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(handle)
     try:
         with _quiet_exporter():
             program = torch.onnx.export(model, (mel, face), input_names=list(INPUT_NAMES),
@@ -47,11 +43,9 @@ def export_generator_onnx(model: torch.nn.Module, path, opset: int = ONNX_OPSET,
             properties[META_CONFIG] = json.dumps(config, sort_keys=True)
         properties.update({str(k): str(v) for k, v in metadata.items()})
         onnx.helper.set_model_props(proto, properties)
-        onnx.save(proto, temporary)
-        os.replace(temporary, path)
+        with atomic_write(path) as temporary:
+            onnx.save(proto, str(temporary))
     finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
         model.train(was_training)
     return path
 

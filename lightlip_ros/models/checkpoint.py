@@ -10,10 +10,9 @@ Files are read with `torch.load(weights_only=True)`: a checkpoint never runs cod
 """
 from __future__ import annotations
 
-import contextlib
 import datetime
+import hashlib
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..atomic_files import atomic_write
 from .generator import STUDENT, TEACHER, Wav2LipGenerator, build_generator
 from .syncnet import SyncNet
 
@@ -58,7 +58,7 @@ def load_generator(path, map_location="cpu") -> Wav2LipGenerator:
 def save_generator(model: nn.Module, path, **metadata) -> Path:
     """Write a generator in LightLip's format (atomically); `metadata` holds provenance such as the
     teacher checkpoint, training step or dataset (plain str/int/float/bool/list/dict values)."""
-    model = _unwrap(model)
+    model = unwrap_model(model)
     if not isinstance(model, Wav2LipGenerator):
         raise TypeError(f"save_generator needs a Wav2LipGenerator, got {type(model).__name__}")
     return _write(path, GENERATOR, model, metadata)
@@ -75,7 +75,7 @@ def load_syncnet(path, map_location="cpu") -> SyncNet:
 
 def save_syncnet(model: nn.Module, path, **metadata) -> Path:
     """Write a SyncNet in LightLip's format (atomically)."""
-    model = _unwrap(model)
+    model = unwrap_model(model)
     if not isinstance(model, SyncNet):
         raise TypeError(f"save_syncnet needs a SyncNet, got {type(model).__name__}")
     return _write(path, SYNC_EXPERT, model, metadata)
@@ -196,7 +196,7 @@ def _load_into(candidates, state, path, source_format, metadata, map_location):
                           + "; ".join(text for _, text in problems))
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap_model(model: nn.Module) -> nn.Module:
     """The network inside DataParallel/DistributedDataParallel (`module`) or torch.compile (`_orig_mod`)."""
     while True:
         inner = next((getattr(model, name) for name in ("module", "_orig_mod")
@@ -204,6 +204,15 @@ def _unwrap(model: nn.Module) -> nn.Module:
         if inner is None:
             return model
         model = inner
+
+
+def weight_fingerprint(model: nn.Module) -> str:
+    """sha256 of a network's parameters and buffers by name (wrappers ignored): the identity of its weights."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(unwrap_model(model).state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _plain(value, where: str):
@@ -234,17 +243,6 @@ def _write(path, kind: str, model: nn.Module, metadata: Mapping) -> Path:
         "saved_by": {"lightlip": __version__, "torch": str(torch.__version__),
                      "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    with atomic_write(path) as temporary:
+        torch.save(payload, temporary)
     return path

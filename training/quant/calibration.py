@@ -16,7 +16,6 @@ read back instantly.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -26,6 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
+
+from lightlip_ros.atomic_files import atomic_write
+from lightlip_ros.models import weight_fingerprint
 
 from .layers import quantizable_layers
 from .numerics import INT8_MAX, scale_from_amax
@@ -111,15 +113,6 @@ def _entropy_amax(histogram: np.ndarray, amax: float, levels: int = ENTROPY_LEVE
     return amax * best_edge / bins
 
 
-def model_fingerprint(model: nn.Module) -> str:
-    """sha256 of a model's parameters and buffers, by name."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 class _InputRecorder:
     """Forward pre-hooks that hand each layer's input to `record(index, tensor)`."""
 
@@ -143,7 +136,7 @@ def collect_activation_stats(model: nn.Module, samples: SampleSet, cache_path=No
     """Statistics of every quantizable layer's input over `samples` (model: BatchNorm already folded)."""
     layers = quantizable_layers(model)
     names = tuple(layers)
-    key = json.dumps({"format": _CACHE_FORMAT, "model": model_fingerprint(model), "samples": samples.fingerprint(),
+    key = json.dumps({"format": _CACHE_FORMAT, "model": weight_fingerprint(model), "samples": samples.fingerprint(),
                       "layers": names, "batch_size": batch_size, "bins": bins}, sort_keys=True)
     state = _load_state(cache_path, key) or {
         "amax": np.zeros(len(names)), "histograms": np.zeros((len(names), bins)), "max_done": 0, "hist_done": 0}
@@ -194,9 +187,6 @@ def _load_state(cache_path, key):
 def _save_state(cache_path, key, state):
     if cache_path is None:
         return
-    cache_path = Path(cache_path)
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache_path.with_name(cache_path.name + ".partial.npz")
-    np.savez(partial, key=np.array(key), amax=state["amax"], histograms=state["histograms"],
-             max_done=np.array(state["max_done"]), hist_done=np.array(state["hist_done"]))
-    os.replace(partial, cache_path)
+    with atomic_write(cache_path) as temporary:
+        np.savez(temporary, key=np.array(key), amax=state["amax"], histograms=state["histograms"],
+                 max_done=np.array(state["max_done"]), hist_done=np.array(state["hist_done"]))

@@ -20,10 +20,10 @@ from pathlib import Path
 import cv2
 import torch
 
+from lightlip_ros.atomic_files import atomic_write_json, atomic_write_text
 from lightlip_ros.audio import AudioError
 from lightlip_ros.face import FaceImageError
 from lightlip_ros.models import CheckpointError, load_generator
-from training.layout import atomic_write_json, atomic_write_text
 
 from .calibration import DEFAULT_PERCENTILE, METHODS
 from .evaluate import (comparison_image, dataset_clips, evaluate_files, media_clip, quality_json,

@@ -27,10 +27,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from lightlip_ros.atomic_files import atomic_write, atomic_write_json, atomic_write_text
 from lightlip_ros.engines.onnx_export import export_generator_onnx
-from training.layout import atomic_write_json, atomic_write_text
+from lightlip_ros.models import weight_fingerprint
 
-from .calibration import model_fingerprint
 from .emulation import LayerQuantization, quantize_layers
 from .graph import CONV_OPS, FP32, METADATA_PREFIX, cast_float_tensors, layer_precisions
 from .layers import fold_batchnorm, quantizable_layers
@@ -74,9 +74,8 @@ def export_precisions(model: nn.Module, out_dir, plan: QuantPlan | None = None, 
         _set_metadata(graph, folded, precision, plan if precision in (INT8, MIXED) else None)
         path = out_dir / f"{stem}.{precision}.onnx"
         onnx.checker.check_model(graph, full_check=True)
-        partial = path.with_name(path.name + ".partial")
-        onnx.save(graph, str(partial))
-        os.replace(partial, path)  # a killed export never leaves a half-written file under the real name
+        with atomic_write(path) as temporary:
+            onnx.save(graph, str(temporary))
         written[precision] = path
     report = precision_report({precision: onnx.load(str(path)) for precision, path in written.items()})
     atomic_write_json(out_dir / f"{stem}.precision.json", report)
@@ -87,7 +86,7 @@ def export_precisions(model: nn.Module, out_dir, plan: QuantPlan | None = None, 
 def _plan_quantization(folded: nn.Module, plan: QuantPlan | None) -> dict:
     if plan is None:
         raise ExportError("int8 and mixed precision need a plan (run `lightlip-quant sensitivity` first)")
-    fingerprint = model_fingerprint(folded)
+    fingerprint = weight_fingerprint(folded)
     if plan.model.get("sha256") != fingerprint:
         raise ExportError(f"the plan was calibrated on other weights (model sha256 "
                           f"{plan.model.get('sha256', '?')[:12]}, "
@@ -247,7 +246,7 @@ def _set_metadata(model: onnx.ModelProto, folded: nn.Module, precision: str, pla
     precisions = layer_precisions(model)
     values = {
         "precision": precision,
-        "model_sha256": model_fingerprint(folded),
+        "model_sha256": weight_fingerprint(folded),
         "int8_layers": json.dumps([name for name, p in precisions.items() if p["precision"] == INT8]),
     }
     if plan is not None:

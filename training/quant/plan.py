@@ -8,7 +8,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from training.layout import atomic_write_json
+from lightlip_ros.atomic_files import atomic_write_json
 
 PLAN_FORMAT = "lightlip-quant-plan"
 PLAN_VERSION = 1

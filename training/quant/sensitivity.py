@@ -20,9 +20,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from training.layout import atomic_write_json
 
-from .calibration import DEFAULT_BINS, DEFAULT_PERCENTILE, collect_activation_stats, model_fingerprint
+from lightlip_ros.atomic_files import atomic_write_json
+from lightlip_ros.models import weight_fingerprint
+
+from .calibration import DEFAULT_BINS, DEFAULT_PERCENTILE, collect_activation_stats
 from .emulation import LayerQuantization, emulate_int8, quantize_layers
 from .layers import fold_batchnorm
 from .plan import FP16, INT8, LayerPlan, QuantPlan
@@ -91,7 +93,7 @@ def rank_layers(evaluator: Evaluator, quantized: Mapping[str, LayerQuantization]
                 progress: bool = True) -> list:
     """LayerSensitivity of every layer in `quantized`, most sensitive first."""
     layers = dict(evaluator.model.named_modules())
-    key = {"format": _CACHE_FORMAT, "model": model_fingerprint(evaluator.model),
+    key = {"format": _CACHE_FORMAT, "model": weight_fingerprint(evaluator.model),
            "samples": evaluator.samples.fingerprint(),
            "scales": {name: float(layer.input_scale) for name, layer in quantized.items()}}
     done = _load_results(cache_path, key)
@@ -175,7 +177,7 @@ def make_plan(model: nn.Module, calibration: SampleSet, evaluation: SampleSet, m
                         layer.psnr_vs_fp32_db, layer.psnr_drop_db, rank)
               for rank, layer in enumerate(ranking, 1)]
     return QuantPlan(
-        model={"path": str(model_path), "sha256": model_fingerprint(folded), "config": getattr(model, "config", {})},
+        model={"path": str(model_path), "sha256": weight_fingerprint(folded), "config": getattr(model, "config", {})},
         calibration={"method": method, "percentile": percentile, "samples": calibration.source,
                      "sample_count": len(calibration), "bins": DEFAULT_BINS, "batch_size": batch_size},
         evaluation={"samples": evaluation.source, "sample_count": len(evaluation),

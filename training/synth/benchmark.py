@@ -15,12 +15,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import soundfile
+from lightlip_ros.atomic_files import atomic_write_json
 from lightlip_ros.audio import FPS, SAMPLE_RATE
 from lightlip_ros.face import Box, FaceDetector, crop_region
 
 from ..jobs import run_jobs
-from ..layout import (AUDIO_NAME, SPLITS, TRUTH_NAME, DataError, atomic_write_json, frame_path,
-                      write_filelist)
+from ..layout import AUDIO_NAME, SPLITS, TRUTH_NAME, DataError, frame_path, write_filelist
 from .render import MouthGeometry, MouthRenderer, find_portrait_face
 from .sentences import make_sentences
 from .speech import ACCENTS, FESTIVAL, VARIANTS, pad_utterance, synthesize
