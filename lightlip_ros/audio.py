@@ -14,6 +14,8 @@ import numpy as np
 import scipy.signal
 import soundfile
 
+from .errors import LightLipError
+
 SAMPLE_RATE = 16000
 FPS = 25
 MEL_STEP_SIZE = 16  # mel columns per generator window
@@ -35,7 +37,7 @@ _PREEMPHASIS_B = np.array([1.0, -PREEMPHASIS])
 _PREEMPHASIS_A = np.array([1.0])
 
 
-class AudioError(ValueError):
+class AudioError(LightLipError, ValueError):
     """An audio file or array LightLip cannot use."""
 
 

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import soundfile
 
+from .errors import LightLipError, run_command
 from lightlip_ros.face import BUNDLED_FACE
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -25,7 +26,7 @@ CHUNK_SECONDS = 0.02
 FPS = 25
 
 
-class DemoError(Exception):
+class DemoError(LightLipError):
     """A user mistake or a missing tool: reported in one line."""
 
 
@@ -243,13 +244,7 @@ def run(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        return run(args)
-    except DemoError as error:
-        print(f"lightlip-demo: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return run_command("lightlip-demo", lambda: run(args))
 
 
 if __name__ == "__main__":

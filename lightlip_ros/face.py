@@ -15,6 +15,8 @@ from typing import NamedTuple, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from .errors import LightLipError
+
 CROP_SIZE = 96  # the generator's face resolution (Wav2Lip and the student)
 # The face the demo and the tools use by default: Grace Hopper (US Navy photo, public domain, from
 # matplotlib's sample data), a frontal face with a resting, closed mouth, and not a training identity.
@@ -31,7 +33,7 @@ DETECTION_MAX_SIDE = 640
 RECENT_FACES = 4  # prepared faces kept by FaceCache: a robot switching between a few faces re-detects none
 
 
-class FaceImageError(ValueError):
+class FaceImageError(LightLipError, ValueError):
     """An image that cannot be a face image at all (wrong type, shape or size); one readable line."""
 
 

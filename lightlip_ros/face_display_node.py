@@ -29,6 +29,7 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 
 from lightlip_msgs.msg import AudioChunk, TalkStatus
 from lightlip_ros.display import DisplayServer, ServerStartError
+from lightlip_ros.errors import EXIT_ERROR
 from lightlip_ros.image_msgs import ImageFormatError, compressed_to_bgr, image_to_bgr
 from lightlip_ros.pcm import PcmError, check_sample_rate, decode_pcm
 from lightlip_ros.ros_common import LATCHED, stamp_seconds
@@ -240,7 +241,7 @@ def main(args=None):
         rclpy.spin(node)
     except (ServerStartError, ParameterException) as error:
         rclpy.logging.get_logger(NODE_NAME).error(str(error))
-        return 1
+        return EXIT_ERROR
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RCLError:

@@ -7,6 +7,8 @@ import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
+from .errors import LightLipError
+
 # compressed_image_transport's format field: "ORIG_PIXFMT; CODEC compressed COMPRESSED_PIXFMT".
 JPEG_FORMAT = "bgr8; jpeg compressed bgr8"
 
@@ -21,7 +23,7 @@ _ENCODINGS = {
 SUPPORTED_ENCODINGS = tuple(_ENCODINGS)
 
 
-class ImageFormatError(ValueError):
+class ImageFormatError(LightLipError, ValueError):
     """An Image message whose fields disagree or whose encoding is not supported."""
 
 

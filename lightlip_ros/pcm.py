@@ -6,6 +6,8 @@ import struct
 import numpy as np
 import soxr
 
+from .errors import LightLipError
+
 # Sample formats as lightlip_msgs/AudioChunk (and audio_common's AudioInfo) name them:
 # name -> (numpy little-endian dtype, scale to [-1, 1]).
 SAMPLE_FORMATS = {
@@ -16,7 +18,7 @@ MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 768000
 
 
-class PcmError(ValueError):
+class PcmError(LightLipError, ValueError):
     """A chunk of audio that cannot be decoded; str() is one readable line."""
 
 

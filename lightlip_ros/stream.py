@@ -32,6 +32,7 @@ import numpy as np
 
 from .audio import FPS, MEL_STEP_SIZE, SAMPLE_RATE, StreamingMel, mel_window_start, mel_windows, melspectrogram
 from .engines.base import InferenceEngine
+from .errors import first_line
 from .face import FaceCache, FaceConfig, FaceImageError, FaceUpdate, PreparedFace
 from .pcm import PcmError, StreamingResampler, bytes_per_frame, check_sample_rate, decode_pcm
 
@@ -692,7 +693,7 @@ class TalkingFaceStream:
                 for utterance, index in batch.due:
                     if utterance.next_frame == index:
                         self._drop_frames(utterance, 1)
-                self._note_error(f"inference failed, {count} frame(s) dropped: {error}".splitlines()[0])
+                self._note_error(f"inference failed, {count} frame(s) dropped: {first_line(error)}")
             return []
         pastes = []
         for prediction in predictions:

@@ -21,13 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
+from lightlip_ros.errors import LightLipError, run_command
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 ASSETS = ROOT / "lightlip_ros" / "assets"
 
 
-class BenchError(Exception):
+class BenchError(LightLipError):
     """A user mistake: one readable line, exit status 1."""
 
 
@@ -189,13 +191,7 @@ def run(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        return run(args)
-    except BenchError as error:
-        print(f"bench_stream: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return run_command("bench_stream", lambda: run(args))
 
 
 if __name__ == "__main__":

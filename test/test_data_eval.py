@@ -120,14 +120,14 @@ def test_sync_signal_finds_lip_sync_in_synthetic_data(tiny):
 
 
 def test_cli_reports_user_errors_in_one_line(tiny, tmp_path, capsys):
-    assert main(["eval", str(tmp_path / "missing")]) == 2
+    assert main(["eval", str(tmp_path / "missing")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no such file list" in err
-    assert main(["eval", str(tiny), "--checkpoint", str(tmp_path / "nope.pth")]) == 2
+    assert main(["eval", str(tiny), "--checkpoint", str(tmp_path / "nope.pth")]) == 1
     assert "no such checkpoint" in capsys.readouterr().err
     broken = tmp_path / "broken.pth"
     broken.write_bytes(b"not a checkpoint")
-    assert main(["eval", str(tiny), "--checkpoint", str(broken)]) == 2
+    assert main(["eval", str(tiny), "--checkpoint", str(broken)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "broken.pth" in err
     with pytest.raises(SystemExit) as exit_info:
@@ -176,4 +176,4 @@ def test_evaluate_speech_on_real_speech_and_the_bundled_face(tmp_path, landmarke
     assert row["frames"] > 50 and row["landmarks_found"] > 0.8 * row["frames"]
     for key in ("open_std", "open_p95", "open_speech"):
         assert row[key] is not None and np.isfinite(row[key])
-    assert main(["eval-speech", "--checkpoint", str(checkpoint), "--audio", str(tmp_path / "none.wav")]) == 2
+    assert main(["eval-speech", "--checkpoint", str(checkpoint), "--audio", str(tmp_path / "none.wav")]) == 1

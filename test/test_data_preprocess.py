@@ -75,7 +75,7 @@ def test_preprocess_writes_layout_skips_bad_videos_and_resumes(videos, tmp_path)
 
 
 def test_preprocess_cli_errors_are_one_line(tmp_path, capsys):
-    assert main(["preprocess", str(tmp_path / "none.mp4"), "--out", str(tmp_path / "o")]) == 2
+    assert main(["preprocess", str(tmp_path / "none.mp4"), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no such video" in err
 

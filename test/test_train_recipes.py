@@ -90,10 +90,10 @@ def test_every_subcommand_trains_and_writes_loadable_models(synth_root, tmp_path
 
 
 def test_cli_reports_user_mistakes_in_one_line(tmp_path, capsys):
-    assert main(["student", "--out", str(tmp_path / "run"), "--data", str(tmp_path / "missing")] + TINY) == 2
+    assert main(["student", "--out", str(tmp_path / "run"), "--data", str(tmp_path / "missing")] + TINY) == 1
     error = capsys.readouterr().err.strip()
     assert error.startswith("lightlip-train student: error:") and "\n" not in error
-    assert main(["distill", "--out", str(tmp_path / "run"), "--data", str(tmp_path)] + TINY) == 2
+    assert main(["distill", "--out", str(tmp_path / "run"), "--data", str(tmp_path)] + TINY) == 1
     assert "needs a teacher" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["distill", "--help"])

@@ -38,13 +38,14 @@ from tqdm import tqdm
 
 from lightlip_ros.atomic_files import atomic_write_json, atomic_write_text
 from lightlip_ros.engines import EngineError, EngineOptions
+from lightlip_ros.errors import run_command
 from lightlip_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 from lightlip_ros.engines.torch_engine import TorchEngine
 from lightlip_ros.models import CheckpointError, load_generator, save_generator, wav2lip_teacher, weight_fingerprint
 from training.quant.calibration import collect_activation_stats
-from training.quant.export import FP32, MIXED, PRECISIONS, ExportError, export_precisions
+from training.quant.export import FP32, MIXED, PRECISIONS, export_precisions
 from training.quant.layers import fold_batchnorm, quantizable_layers
-from training.quant.plan import INT8, LayerPlan, PlanError, QuantPlan
+from training.quant.plan import INT8, LayerPlan, QuantPlan
 from training.quant.samples import SampleSet
 
 ASSETS = Path(__file__).resolve().parents[1] / "lightlip_ros" / "assets"
@@ -344,20 +345,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def bench():
         report = run_bench(args)
-    except (CheckpointError, PlanError, EngineError, ExportError) as error:
-        print(f"lightlip-bench: error: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:
-        print(f"lightlip-bench: error: {error.filename or ''}: {error.strerror}", file=sys.stderr)
-        return 1
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out / "bench.json", report)
-    table = markdown(report)
-    atomic_write_text(args.out / "bench.md", table)
-    print(table, end="")
-    return 0
+        atomic_write_json(args.out / "bench.json", report)
+        table = markdown(report)
+        atomic_write_text(args.out / "bench.md", table)
+        print(table, end="")
+
+    return run_command("lightlip-bench", bench)
 
 
 if __name__ == "__main__":

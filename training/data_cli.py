@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+from lightlip_ros.errors import run_command
+
 from .layout import SPLITS, DataError
 
 
@@ -199,18 +201,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     handlers = {"preprocess": _preprocess, "synth": _synth, "eval": _eval, "eval-speech": _eval_speech,
                 "sync-signal": _sync_signal}
-    from lightlip_ros.audio import AudioError
-    from lightlip_ros.models import CheckpointError
-
-    try:
-        handlers[args.command](args)
-    except (DataError, AudioError, CheckpointError, FileNotFoundError) as error:
-        print(f"lightlip-data {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"lightlip-data {args.command}: interrupted (rerun the same command to resume)", file=sys.stderr)
-        return 130
-    return 0
+    return run_command(f"lightlip-data {args.command}", lambda: handlers[args.command](args),
+                       interrupted="interrupted (rerun the same command to resume)")
 
 
 if __name__ == "__main__":

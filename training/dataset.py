@@ -22,8 +22,6 @@ Randomness comes only from ``numpy.random.default_rng([seed, epoch, index])``, s
 ``audio.wav``, plus a small in-process cache).
 """
 import functools
-import os
-import tempfile
 import warnings
 from pathlib import Path
 

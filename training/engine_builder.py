@@ -19,7 +19,6 @@ import argparse
 import datetime
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ import onnx
 from lightlip_ros.atomic_files import atomic_write_bytes, atomic_write_json
 from lightlip_ros.engines.base import META_ARCHITECTURE, EngineError
 from lightlip_ros.engines.tensorrt_engine import SIDECAR_FORMAT, SIDECAR_VERSION, cuda_device, sidecar_path
+from lightlip_ros.errors import LightLipError, run_command
 from training.quant.graph import float32_carrier, layer_precisions, read_metadata
 
 TYPINGS = ("auto", "strong", "weak")
@@ -36,7 +36,7 @@ TYPINGS = ("auto", "strong", "weak")
 _UNCONSTRAINED = ("CONSTANT", "QUANTIZE", "DEQUANTIZE", "SHAPE", "CAST", "IDENTITY", "SHUFFLE")
 
 
-class BuildError(RuntimeError):
+class BuildError(LightLipError, RuntimeError):
     """An engine that cannot be built here; one readable line."""
 
 
@@ -235,20 +235,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def build():
         sidecar = build_engine(args.onnx, args.output, args.timing_cache, args.opt_batch, args.max_batch,
                                args.workspace_mib, args.typing, "VERBOSE" if args.verbose else "WARNING")
-    except BuildError as error:
-        print(f"lightlip-build-engine: error: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:
-        print(f"lightlip-build-engine: error: {error.filename or ''}: {error.strerror}", file=sys.stderr)
-        return 1
-    counts = ", ".join(f"{n} {p}" for p, n in sorted(sidecar["precision_counts"].items()))
-    print(f"built {sidecar['engine']} ({sidecar['precision']}, {sidecar['typing']}ly typed) with TensorRT "
-          f"{sidecar['tensorrt_version']} on {sidecar['gpu']['name']} in {sidecar['build_seconds']} s; "
-          f"layers: {counts}")
-    return 0
+        counts = ", ".join(f"{n} {p}" for p, n in sorted(sidecar["precision_counts"].items()))
+        print(f"built {sidecar['engine']} ({sidecar['precision']}, {sidecar['typing']}ly typed) with TensorRT "
+              f"{sidecar['tensorrt_version']} on {sidecar['gpu']['name']} in {sidecar['build_seconds']} s; "
+              f"layers: {counts}")
+
+    return run_command("lightlip-build-engine", build)
 
 
 if __name__ == "__main__":

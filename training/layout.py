@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+from lightlip_ros.errors import LightLipError
 from lightlip_ros.atomic_files import atomic_write_text
 
 SPLITS = ("train", "val", "test")
@@ -19,7 +20,7 @@ TRUTH_NAME = "truth.json"
 MEL_CACHE_NAME = "mel.npy"
 
 
-class DataError(Exception):
+class DataError(LightLipError):
     """A problem with the user's data or arguments, reported as one readable line."""
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from lightlip_ros.errors import LightLipError, tool_failure
 from lightlip_ros.atomic_files import atomic_write_json
 from lightlip_ros.audio import FPS, SAMPLE_RATE
 from lightlip_ros.face import Box, FaceDetector, crop_region
@@ -42,15 +43,14 @@ class PreprocessConfig:
     jpeg_quality: int = 95
 
 
-class SkipClip(Exception):
+class SkipClip(LightLipError):
     """This video cannot become a clip; the message is the reason."""
 
 
 def _run(command):
     result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if result.returncode != 0:
-        message = result.stderr.decode(errors="replace").strip().splitlines()
-        raise SkipClip(f"ffmpeg failed: {message[-1] if message else 'exit code ' + str(result.returncode)}")
+        raise SkipClip(f"ffmpeg failed: {tool_failure(result.stderr, f'exit code {result.returncode}')}")
     return result.stdout
 
 

@@ -16,7 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .layout import DataError
+from lightlip_ros.errors import run_command
+
 from .train_config import ConfigError, build_config, merge, parse_override, set_key
 
 RECIPES = {
@@ -115,39 +116,23 @@ def _recipe_class(recipe: str):
     return GeneratorRecipe
 
 
-def _one_line(error: Exception) -> str:
-    """The message itself: an error raised in a DataLoader worker arrives wrapped in the worker's traceback,
-    whose last line is the original message."""
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    if len(lines) > 1 and lines[0].startswith("Caught "):
-        return lines[-1].split(": ", 1)[-1]
-    return " ".join(lines)
-
-
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    from lightlip_ros.models.checkpoint import CheckpointError
+    from .trainer import Trainer
 
-    from .trainer import Trainer, TrainingError
-
-    try:
+    def train():
         config = _config_for(args)
         if config["recipe"] != args.command:
             raise ConfigError(f"the resumed run is a '{config['recipe']}' run: use `lightlip-train "
                               f"{config['recipe']} --resume ...`")
         trainer = Trainer(_recipe_class(args.command), config, _run_dir(args), resume=args.resume)
         summary = trainer.fit()
-    except (ConfigError, TrainingError, CheckpointError, DataError, FileNotFoundError) as error:
-        print(f"lightlip-train {args.command}: error: {_one_line(error)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"lightlip-train {args.command}: interrupted; continue with --resume "
-              f"{_run_dir(args)}", file=sys.stderr)
-        return 130
-    if trainer.ctx.is_main:
-        print(f"{args.command}: {summary['steps']} steps in {summary['wall_time_s']:.0f} s; "
-              f"best {trainer.recipe.monitor} {trainer.best:.4f}; model: {_run_dir(args) / 'model.pt'}")
-    return 0
+        if trainer.ctx.is_main:
+            print(f"{args.command}: {summary['steps']} steps in {summary['wall_time_s']:.0f} s; "
+                  f"best {trainer.recipe.monitor} {trainer.best:.4f}; model: {_run_dir(args) / 'model.pt'}")
+
+    return run_command(f"lightlip-train {args.command}", train,
+                       interrupted=f"interrupted; continue with --resume {_run_dir(args)}")
 
 
 if __name__ == "__main__":

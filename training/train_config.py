@@ -8,12 +8,13 @@ from pathlib import Path
 
 import yaml
 
+from lightlip_ros.errors import LightLipError, first_line
 from lightlip_ros.atomic_files import atomic_write_text
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
-class ConfigError(ValueError):
+class ConfigError(LightLipError, ValueError):
     """A config file or override the user gave is invalid (reported as one line)."""
 
 
@@ -29,7 +30,7 @@ def read_yaml(path) -> dict:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from error
+        raise ConfigError(f"{path}: not valid YAML ({first_line(error)})") from error
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")
     return dict(data)

@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from lightlip_ros.errors import LightLipError, first_line
 from lightlip_ros.atomic_files import atomic_write, atomic_write_text
 from lightlip_ros.models import weight_fingerprint
 
@@ -41,7 +42,7 @@ from .train_config import write_config
 CHECKPOINT_VERSION = 1
 
 
-class TrainingError(RuntimeError):
+class TrainingError(LightLipError, RuntimeError):
     """A run cannot start or continue for a reason the user can fix (reported as one line)."""
 
 
@@ -127,7 +128,7 @@ def load_training_state(path, map_location="cpu") -> dict:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as error:  # truncated or foreign files raise several exception types
         raise TrainingError(f"{path}: not a readable training checkpoint ({type(error).__name__}: "
-                            f"{str(error).splitlines()[0] if str(error) else ''})") from error
+                            f"{first_line(error)})") from error
     if not isinstance(state, dict) or state.get("checkpoint_version") != CHECKPOINT_VERSION:
         raise TrainingError(f"{path}: not a lightlip-train checkpoint (use --init for model files)")
     state["path"] = str(path)
@@ -318,7 +319,7 @@ class Trainer:
             self.model.load_state_dict(state["model"])
         except RuntimeError as error:
             raise TrainingError(f"{state['path']}: model does not match this config "
-                                f"({str(error).splitlines()[0]})") from error
+                                f"({first_line(error)})") from error
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
+from ..errors import LightLipError
+
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGE_FILES = ("index.html", "display.js", "display.css")
 
@@ -38,7 +40,7 @@ SERVER_STATS_PERIOD_S = 1.0
 DROP_WARNING_PERIOD_S = 5.0
 
 
-class ServerStartError(RuntimeError):
+class ServerStartError(LightLipError, RuntimeError):
     """The server could not listen on the requested address (one readable line)."""
 
 

@@ -6,6 +6,8 @@ from typing import Optional
 
 import numpy as np
 
+from ..errors import LightLipError, first_line
+
 MEL_SHAPE = (1, 80, 16)
 # The exported graph's interface (lightlip_ros.engines.onnx_export writes it; the ONNX Runtime and
 # TensorRT engines read it). Kept here so that running an .onnx or .engine file needs no torch.
@@ -20,7 +22,7 @@ FACE_SHAPE = (6, 96, 96)
 FRAME_SHAPE = (3, 96, 96)
 
 
-class EngineError(RuntimeError):
+class EngineError(LightLipError, RuntimeError):
     """An engine cannot be used (missing module, unreadable or unsuitable model); one readable line."""
 
 
@@ -87,8 +89,3 @@ class InferenceEngine(abc.ABC):
 
     def describe(self) -> str:
         return f"{self.name} {self.precision} {self.architecture} ({self.model_path})"
-
-
-def first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__

@@ -6,8 +6,9 @@ from typing import List, Optional
 
 import numpy as np
 
+from ..errors import first_line
 from .base import (INPUT_NAMES, META_ARCHITECTURE, META_PRECISION, ONNX_OPSET, EngineError, EngineOptions,
-                   InferenceEngine, first_line)
+                   InferenceEngine)
 
 # Providers tried in this order when present in the installed onnxruntime build; CPU always works.
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")

@@ -4,6 +4,7 @@ import importlib.util
 from pathlib import Path
 from typing import Tuple
 
+from ..errors import first_line
 from .base import EngineError, EngineOptions, InferenceEngine
 
 # The engine registry: name -> "module:class". Each class is constructed as Class(model_path, options)
@@ -108,7 +109,7 @@ def select_engine(model_path, preference: str = "auto", logger=None, options: En
             except EngineError as error:
                 skipped.append(str(error))
             except Exception as error:  # a bug or an unforeseen library failure: still fall back, but say so
-                skipped.append(f"{name}: unexpected {type(error).__name__}: {error}".splitlines()[0])
+                skipped.append(f"{name}: unexpected {type(error).__name__}: {first_line(error)}")
             else:
                 notes = list(skipped)
                 if model != models[0]:

@@ -16,7 +16,8 @@ from typing import Optional
 
 import numpy as np
 
-from .base import INPUT_NAMES, OUTPUT_NAME, EngineError, EngineOptions, InferenceEngine, first_line
+from ..errors import first_line
+from .base import INPUT_NAMES, OUTPUT_NAME, EngineError, EngineOptions, InferenceEngine
 
 SIDECAR_FORMAT = "lightlip-tensorrt-engine"
 SIDECAR_VERSION = 1

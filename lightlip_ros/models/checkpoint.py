@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import LightLipError, first_line
 from .. import __version__
 from ..atomic_files import atomic_write
 from .generator import STUDENT, TEACHER, Wav2LipGenerator, build_generator
@@ -34,7 +35,7 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _LISTED = 4  # keys named per kind of mismatch in an error message
 
 
-class CheckpointError(ValueError):
+class CheckpointError(LightLipError, ValueError):
     """A checkpoint file is missing, unreadable, or does not fit the requested network."""
 
 
@@ -99,8 +100,7 @@ def _load_failure(error: Exception) -> str:
         if detail.startswith("Unsupported global"):
             return f"it holds objects other than tensors and plain values: {detail}"
         return f"corrupt or not a PyTorch file: {detail}"
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0].split(". This is")[0] if lines else type(error).__name__
+    return first_line(error).split(". This is")[0]
 
 
 def _unpack(payload, path: Path, kind: str):

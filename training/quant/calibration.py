@@ -17,7 +17,6 @@ read back instantly.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -21,9 +21,8 @@ import cv2
 import torch
 
 from lightlip_ros.atomic_files import atomic_write_json, atomic_write_text
-from lightlip_ros.audio import AudioError
-from lightlip_ros.face import FaceImageError
-from lightlip_ros.models import CheckpointError, load_generator
+from lightlip_ros.errors import run_command
+from lightlip_ros.models import load_generator
 
 from .calibration import DEFAULT_PERCENTILE, METHODS
 from .evaluate import (comparison_image, dataset_clips, evaluate_files, media_clip, quality_json,
@@ -35,9 +34,6 @@ from .samples import SampleError, SampleSet, dataset_samples
 from .sensitivity import make_plan
 
 DEFAULT_BUDGET_DB = 0.1
-_USER_ERRORS = (AudioError, CheckpointError, ExportError, FaceImageError, PlanError, SampleError)
-
-
 def _add_samples(parser, splits):
     source = parser.add_argument_group("samples (a data set, or one face image and one speech file)")
     source.add_argument("--data", type=Path, help="data set root in the Wav2Lip layout (lightlip-data synth)")
@@ -183,18 +179,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     commands = {"sensitivity": run_sensitivity, "export": run_export, "evaluate": run_evaluate}
-    try:
-        commands[args.command](args)
-    except _USER_ERRORS as error:
-        print(f"lightlip-quant {args.command}: error: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:
-        print(f"lightlip-quant {args.command}: error: {error.filename or ''}: {error.strerror}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"lightlip-quant {args.command}: interrupted (rerun the same command to resume)", file=sys.stderr)
-        return 130
-    return 0
+    return run_command(f"lightlip-quant {args.command}", lambda: commands[args.command](args),
+                       interrupted="interrupted (rerun the same command to resume)")
 
 
 if __name__ == "__main__":

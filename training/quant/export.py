@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Mapping
@@ -27,6 +26,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from lightlip_ros.errors import LightLipError
 from lightlip_ros.atomic_files import atomic_write, atomic_write_json, atomic_write_text
 from lightlip_ros.engines.onnx_export import export_generator_onnx
 from lightlip_ros.models import weight_fingerprint
@@ -41,7 +41,7 @@ PRECISIONS = (FP32, FP16, INT8, MIXED)
 QDQ_OPSET = 19  # first opset whose QuantizeLinear/DequantizeLinear take float16 scales
 
 
-class ExportError(ValueError):
+class ExportError(LightLipError, ValueError):
     """An export that cannot be done as asked; one readable line."""
 
 

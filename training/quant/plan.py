@@ -8,6 +8,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lightlip_ros.errors import LightLipError
 from lightlip_ros.atomic_files import atomic_write_json
 
 PLAN_FORMAT = "lightlip-quant-plan"
@@ -15,7 +16,7 @@ PLAN_VERSION = 1
 FP16, INT8 = "fp16", "int8"
 
 
-class PlanError(ValueError):
+class PlanError(LightLipError, ValueError):
     """A plan file that cannot be used; one readable line."""
 
 

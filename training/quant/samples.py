@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from lightlip_ros.errors import LightLipError
 from lightlip_ros.audio import FPS, SAMPLE_RATE, load_audio, mel_windows, melspectrogram
 from lightlip_ros.face import FaceCache
 from lightlip_ros.models.syncnet import SYNC_FRAMES
@@ -22,7 +23,7 @@ from training.evaluate import mouth_region
 from training.layout import DataError, read_filelist, read_truth
 
 
-class SampleError(ValueError):
+class SampleError(LightLipError, ValueError):
     """Samples that cannot be loaded; one readable line."""
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import soundfile
 
 from lightlip_ros.audio import SAMPLE_RATE, resample
+from lightlip_ros.errors import tool_failure
 
 from ..layout import DataError
 from .visemes import Phoneme
@@ -80,9 +81,8 @@ def _espeak(text, voice, rate, pitch):
         raise DataError(f"espeak-ng took more than {_TIMEOUT_S} s for {text!r}") from error
     header, _, payload = result.stdout.partition(b"\n")
     if result.returncode != 0 or not header:
-        error = result.stderr.decode(errors="replace").strip().splitlines()
-        raise DataError("the espeak-ng helper failed: "
-                        + (error[-1] if error else "is libespeak-ng installed (apt-get install espeak-ng)?"))
+        raise DataError("the espeak-ng helper failed: " + tool_failure(
+            result.stderr, "is libespeak-ng installed (apt-get install espeak-ng)?"))
     reply = json.loads(header)
     if "error" in reply:
         raise DataError(f"espeak-ng: {reply['error']}")
@@ -127,8 +127,7 @@ def _festival(text, voice, rate, pitch):
         except subprocess.TimeoutExpired as error:
             raise DataError(f"festival took more than {_TIMEOUT_S} s for {text!r}") from error
         if result.returncode != 0 or not wav_path.is_file():
-            error = result.stderr.decode(errors="replace").strip().splitlines()
-            raise DataError("festival failed: " + (error[-1] if error else f"no audio for {text!r}"))
+            raise DataError("festival failed: " + tool_failure(result.stderr, f"no audio for {text!r}"))
         samples, rate_hz = soundfile.read(str(wav_path), dtype="float32", always_2d=True)
     phonemes, start = [], 0.0
     for line in result.stdout.decode(errors="replace").splitlines():
