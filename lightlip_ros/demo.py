@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import soundfile
 
-from .errors import LightLipError, run_command
+from lightlip_ros.errors import LightLipError, run_command
 from lightlip_ros.face import BUNDLED_FACE
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -148,6 +148,7 @@ def run(args):
 
     from lightlip_msgs.msg import AudioChunk, TalkStatus
     from lightlip_ros.image_msgs import bgr_to_image, image_to_bgr
+    from lightlip_ros.pcm import float_to_s16
     from lightlip_ros.ros_common import LATCHED
     from sensor_msgs.msg import Image
 
@@ -191,7 +192,7 @@ def run(args):
             print(f"lightlip-demo: node ready in {time.monotonic() - started:.1f} s: "
                   f"engine {status['last'].engine} ({status['last'].engine_reason})", flush=True)
 
-            pcm = np.clip(samples * 32767.0, -32768, 32767).astype("<i2")
+            pcm = float_to_s16(samples)
             chunk_samples = int(sample_rate * CHUNK_SECONDS)
             stream_start = node.get_clock().now().nanoseconds
             feed_start = time.monotonic()

@@ -22,6 +22,22 @@ class PcmError(LightLipError, ValueError):
     """A chunk of audio that cannot be decoded; str() is one readable line."""
 
 
+def float_to_s16(samples) -> np.ndarray:
+    """Float samples in [-1, 1] to S16LE (little-endian int16): the inverse of decoding S16LE, x 32768,
+    rounded, clipped at full scale."""
+    return np.clip(np.round(np.asarray(samples, np.float32) * 32768.0), -32768, 32767).astype("<i2")
+
+
+def zero_nonfinite(samples: np.ndarray) -> int:
+    """Sets NaN and infinite samples to 0 in place (a silent sample instead of a poisoned mel); returns
+    how many there were."""
+    finite = np.isfinite(samples)
+    nonfinite = int(samples.size - np.count_nonzero(finite))
+    if nonfinite:
+        samples[~finite] = 0.0
+    return nonfinite
+
+
 def check_sample_rate(sample_rate) -> int:
     rate = int(sample_rate)
     if rate != sample_rate or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
@@ -80,13 +96,7 @@ def decode_pcm(data, sample_format: str, channels: int) -> Tuple[np.ndarray, int
         mono = raw[:, 0].astype(np.float32) * np.float32(scale)
     else:
         mono = raw.mean(axis=1, dtype=np.float32) * np.float32(scale)
-    nonfinite = 0
-    if dtype.kind == "f":
-        finite = np.isfinite(mono)
-        nonfinite = int(mono.size - np.count_nonzero(finite))
-        if nonfinite:
-            mono[~finite] = 0.0
-    return mono, nonfinite
+    return mono, zero_nonfinite(mono) if dtype.kind == "f" else 0
 
 
 class StreamingResampler:

@@ -34,7 +34,7 @@ from .audio import FPS, MEL_STEP_SIZE, SAMPLE_RATE, StreamingMel, mel_window_sta
 from .engines.base import InferenceEngine
 from .errors import first_line
 from .face import FaceCache, FaceConfig, FaceImageError, FaceUpdate, PreparedFace
-from .pcm import PcmError, StreamingResampler, bytes_per_frame, check_sample_rate, decode_pcm
+from .pcm import PcmError, StreamingResampler, bytes_per_frame, check_sample_rate, decode_pcm, zero_nonfinite
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 FRAME_PERIOD_S = 1.0 / FPS
@@ -567,11 +567,7 @@ class TalkingFaceStream:
             raise PcmError("empty audio chunk")
         head = max(0, samples.size - limit)
         samples = np.array(samples[head:], dtype=np.float32)
-        finite = np.isfinite(samples)
-        nonfinite = int(samples.size - np.count_nonzero(finite))
-        if nonfinite:
-            samples[~finite] = 0.0
-        return samples, head, nonfinite
+        return samples, head, zero_nonfinite(samples)
 
     def _active(self) -> Optional[_Utterance]:
         if self._utterances and not self._utterances[-1].ended:

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -35,8 +34,9 @@ from rclpy.task import Future
 from lightlip_msgs.msg import AudioChunk, TalkStatus
 from lightlip_msgs.srv import SetFace
 from lightlip_ros.image_msgs import ImageFormatError, bgr_to_compressed, bgr_to_image, image_to_bgr
-from lightlip_ros.stream import PresentationQueue
+from lightlip_ros.pcm import float_to_s16
 from lightlip_ros.ros_common import LATCHED, StampClock, configure_fastdds
+from lightlip_ros.stream import PresentationQueue
 from sensor_msgs.msg import CompressedImage, Image
 
 BUNDLED_MODEL = Path(__file__).resolve().parent / "assets" / "student.pt"
@@ -464,7 +464,7 @@ class TalkingFaceNode(Node):
         if frame.audio is not None and frame.audio.size:
             chunk = AudioChunk(sample_rate=16000, channels=1, sample_format=AudioChunk.FORMAT_S16LE)
             chunk.header = header
-            chunk.data = np.clip(np.round(frame.audio * 32768.0), -32768, 32767).astype("<i2").tobytes()
+            chunk.data = float_to_s16(frame.audio).tobytes()
             self._audio_out_pub.publish(chunk)
         self._frames_pub.publish(bgr_to_image(frame.image, header))
         if self._compressed_pub.get_subscription_count():

@@ -191,6 +191,7 @@ def main(argv=None):
     import rclpy
 
     from lightlip_ros.audio import load_audio
+    from lightlip_ros.pcm import float_to_s16
 
     workdir = Path(tempfile.mkdtemp(prefix="bench_node_"))
     env = {key: value for key, value in os.environ.items()
@@ -202,8 +203,8 @@ def main(argv=None):
     face = cv2.imread(str(ASSETS / "face.jpg"))
     big = np.zeros((2160, 3840, 3), np.uint8)  # a 4K camera picture with the face in its middle
     big[:, 840:3000] = cv2.resize(face, (2160, 2160), interpolation=cv2.INTER_CUBIC)
-    to_pcm = lambda seconds: np.clip(np.tile(speech, int(np.ceil(seconds * 16000 / speech.size)))
-                                     [:int(seconds * 16000)] * 32768.0, -32768, 32767).astype("<i2")
+    to_pcm = lambda seconds: float_to_s16(np.tile(speech, int(np.ceil(seconds * 16000 / speech.size)))
+                                          [:int(seconds * 16000)])
     rclpy.init()
     try:
         driver = Driver()

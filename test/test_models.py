@@ -465,6 +465,11 @@ def test_syncnet_input_and_loss():
     cosine = (audio * video).sum(1)
     manual = -(target * cosine.log() + (1 - target) * (1 - cosine).log()).mean()
     torch.testing.assert_close(sync_loss(audio, video, target), manual)
+    # Under autocast with half-precision embeddings the loss is still computed in float32.
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = sync_loss(audio.bfloat16(), video.bfloat16(), target)
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half, manual, atol=2e-2, rtol=0)
 
 
 # ---- profile ----

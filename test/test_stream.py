@@ -10,7 +10,7 @@ from lightlip_ros.audio import load_audio, mel_windows, melspectrogram, resample
 from lightlip_ros.engines.torch_engine import TorchEngine
 from lightlip_ros.face import FaceConfig
 from lightlip_ros.models import save_generator
-from lightlip_ros.pcm import PcmError, StreamingResampler, decode_pcm
+from lightlip_ros.pcm import PcmError, StreamingResampler, decode_pcm, float_to_s16
 from lightlip_ros.stream import StreamConfig, TalkingFaceStream, frame_lookahead_s, offline_mel_windows
 from test_engines import lively_student, one_thread  # noqa: F401 (one_thread: autouse fixture)
 
@@ -425,6 +425,14 @@ def test_decode_pcm_formats_and_channels():
     samples, nonfinite = decode_pcm(floats.tobytes(), "f32le", 1)
     np.testing.assert_array_equal(samples, [0.5, -0.25, 0.0, 1.0])
     assert nonfinite == 1
+
+
+def test_s16_encoding_is_the_inverse_of_decoding():
+    every_value = np.arange(-32768, 32768, dtype="<i2")
+    decoded, _ = decode_pcm(every_value.tobytes(), "S16LE", 1)
+    np.testing.assert_array_equal(float_to_s16(decoded), every_value)  # exact round trip
+    np.testing.assert_array_equal(float_to_s16([1.0, -1.0, 1.7, -3.0, 0.49 / 32768]), [32767, -32768, 32767, -32768, 0])
+    assert float_to_s16([0.0]).dtype == np.dtype("<i2")
 
 
 def test_streaming_resampler_matches_offline_resample(speech):

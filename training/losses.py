@@ -15,14 +15,9 @@ from lightlip_ros.models.syncnet import sync_loss, syncnet_face_input
 
 def expert_sync_loss(expert: nn.Module, mel_window: Tensor, frames: Tensor) -> Tensor:
     """Wav2Lip's generator sync loss: the frozen expert's BCE for generated frames (B,3,5,96,96) against
-    the window's mel (B,1,80,16), with every pair labelled in sync.
-
-    Computed in float32 outside autocast: binary cross-entropy is not safe in half precision.
-    """
-    with torch.autocast(device_type=frames.device.type, enabled=False):
-        audio_embedding, face_embedding = expert(mel_window.float(), syncnet_face_input(frames.float()))
-        in_sync = torch.ones(frames.size(0), device=frames.device)
-        return sync_loss(audio_embedding, face_embedding, in_sync)
+    the window's mel (B,1,80,16), with every pair labelled in sync."""
+    audio_embedding, face_embedding = expert(mel_window, syncnet_face_input(frames))
+    return sync_loss(audio_embedding, face_embedding, torch.ones(frames.size(0), device=frames.device))
 
 
 class FeatureAdapters(nn.Module):

@@ -2,10 +2,8 @@
 off-sync (face window, audio window) pairs."""
 from __future__ import annotations
 
-import torch
-
-from lightlip_ros.models import SyncNet, load_syncnet, save_syncnet, sync_loss
-from lightlip_ros.models.checkpoint import CheckpointError
+from lightlip_ros.models import CheckpointError, SyncNet, load_syncnet, save_syncnet, sync_loss
+from lightlip_ros.models.syncnet import sync_similarity
 
 from .dataset import SyncPairDataset
 from .trainer import Recipe, TrainingError, dataset_pair
@@ -13,12 +11,8 @@ from .trainer import Recipe, TrainingError, dataset_pair
 
 def _scores(model, batch):
     audio_embedding, face_embedding = model(batch["mel"], batch["faces"])
-    # Float32 outside autocast: binary cross-entropy is unsafe in half precision.
-    with torch.autocast(device_type=audio_embedding.device.type, enabled=False):
-        audio_embedding, face_embedding = audio_embedding.float(), face_embedding.float()
-        loss = sync_loss(audio_embedding, face_embedding, batch["in_sync"])
-        similarity = torch.nn.functional.cosine_similarity(audio_embedding, face_embedding)
-    return loss, similarity
+    return (sync_loss(audio_embedding, face_embedding, batch["in_sync"]),
+            sync_similarity(audio_embedding, face_embedding))
 
 
 class SyncNetRecipe(Recipe):

@@ -60,10 +60,20 @@ class SyncNet(nn.Module):
         return F.normalize(audio_embedding, p=2, dim=1), F.normalize(face_embedding, p=2, dim=1)
 
 
+def sync_similarity(audio_embedding: Tensor, face_embedding: Tensor) -> Tensor:
+    """Cosine similarity (B,) of the two embeddings, in float32 whatever autocast is in effect."""
+    with torch.autocast(device_type=audio_embedding.device.type, enabled=False):
+        return F.cosine_similarity(audio_embedding.float(), face_embedding.float())
+
+
 def sync_loss(audio_embedding: Tensor, face_embedding: Tensor, in_sync: Tensor) -> Tensor:
-    """Wav2Lip's expert loss: binary cross-entropy on the cosine similarity (targets 1 = in sync)."""
-    similarity = F.cosine_similarity(audio_embedding, face_embedding).unsqueeze(1)
-    return F.binary_cross_entropy(similarity, in_sync.reshape(-1, 1).to(similarity.dtype))
+    """Wav2Lip's expert loss: binary cross-entropy on the cosine similarity (targets 1 = in sync).
+
+    In float32 outside autocast: binary cross-entropy is unsafe in half precision.
+    """
+    similarity = sync_similarity(audio_embedding, face_embedding).unsqueeze(1)
+    with torch.autocast(device_type=similarity.device.type, enabled=False):
+        return F.binary_cross_entropy(similarity, in_sync.reshape(-1, 1).float())
 
 
 def syncnet_face_input(frames: Tensor) -> Tensor:

@@ -15,6 +15,7 @@ from rclpy.qos import QoSProfile
 from lightlip_msgs.msg import AudioChunk
 from lightlip_ros.audio import load_audio
 from lightlip_ros.image_msgs import bgr_to_image
+from lightlip_ros.pcm import float_to_s16
 from lightlip_ros.ros_common import LATCHED
 from sensor_msgs.msg import Image
 
@@ -42,7 +43,7 @@ def main():
     faces = [bgr_to_image(image), bgr_to_image(np.ascontiguousarray(image[:, ::-1]))]
     face.publish(faces[0])
     samples = np.tile(load_audio(args.wav)[: int(args.seconds * 16000)], args.loops)
-    pcm = np.clip(samples * 32767, -32768, 32767).astype("<i2")
+    pcm = float_to_s16(samples)
     skip = range(*(int(v) for v in args.skip_chunks.split(":"))) if args.skip_chunks else range(0)
 
     deadline = time.monotonic() + args.timeout
