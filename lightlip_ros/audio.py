@@ -24,6 +24,7 @@ N_MELS = 80
 N_FFT = 800
 HOP_LENGTH = SAMPLE_RATE // MELS_PER_SECOND  # 200
 WIN_LENGTH = 800
+STFT_HALF_WINDOW = N_FFT // 2  # centred frames: column c needs samples up to HOP_LENGTH * c + this
 PREEMPHASIS = 0.97
 FMIN = 55
 FMAX = 7600
@@ -157,7 +158,7 @@ class StreamingMel:
         self._buffer = np.concatenate((self._buffer, emphasised))
         self.samples_pushed += samples.size
         # Column c needs samples up to 200*c + 399; column 0 also needs sample 400 for its reflected half.
-        half = N_FFT // 2
+        half = STFT_HALF_WINDOW
         complete = (self.samples_pushed - half) // HOP_LENGTH + 1 if self.samples_pushed > half else 0
         return self._emit(complete, at_end=False)
 
@@ -173,7 +174,7 @@ class StreamingMel:
         first = self.columns_emitted
         if column_count <= first:
             return np.zeros((N_MELS, 0), np.float32)
-        half = N_FFT // 2
+        half = STFT_HALF_WINDOW
         index = np.arange(first * HOP_LENGTH - half, (column_count - 1) * HOP_LENGTH + half)
         segment = self._buffer[_reflect(index, self.samples_pushed, at_end) - self._offset]
         columns = _normalised_mel(_stft_magnitude(segment, center=False))

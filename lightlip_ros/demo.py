@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import soundfile
 
+from lightlip_ros.engines import AUTO, PREFERENCES
 from lightlip_ros.errors import LightLipError, run_command
 from lightlip_ros.face import BUNDLED_FACE
 
@@ -39,7 +40,7 @@ def parse_args(argv=None):
     speech.add_argument("--audio", type=Path, help="speech file (any sample rate and channel count)")
     parser.add_argument("--face", type=Path, default=BUNDLED_FACE, help="face photo")
     parser.add_argument("--model", default="", help="generator checkpoint/ONNX/engine (default: bundled)")
-    parser.add_argument("--engine", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
+    parser.add_argument("--engine", default=AUTO, choices=PREFERENCES)
     parser.add_argument("--voice", default="en-us", help="espeak-ng voice for --text")
     parser.add_argument("--output", type=Path, default=Path("demo") / "talk.mp4", help="MP4 to write")
     parser.add_argument("--timeout", type=float, default=60.0,
@@ -104,11 +105,14 @@ def start_node(args, env, log_path):
 
 def frame_latencies_ms(stamps, received_at, stream_start, sent_at, chunk_seconds, duration):
     """For each frame, the time from publishing the chunk that completes its audio window to receiving
-    the frame. Frame k shows time t and needs audio up to t + 160 ms (window) + 25 ms (STFT look-ahead),
-    or the end of the speech."""
+    the frame. Frame k shows time t and needs audio up to t + frame_lookahead_s(k), or the end of the
+    speech."""
+    from lightlip_ros.stream import FRAME_PERIOD_S, frame_lookahead_s
+
     latencies = []
     for stamp, received in zip(stamps, received_at):
-        needed_until = min((stamp - stream_start) / 1e9 + 0.185, duration)
+        offset_s = (stamp - stream_start) / 1e9
+        needed_until = min(offset_s + frame_lookahead_s(round(offset_s / FRAME_PERIOD_S)), duration)
         chunk = min(int(np.ceil(needed_until / chunk_seconds)) - 1, len(sent_at) - 1)
         latencies.append((received - sent_at[max(chunk, 0)]) * 1e3)
     return np.array(latencies)

@@ -111,7 +111,7 @@ class FaceDisplayNode(Node):
         self.declare_parameter("presentation_delay_ms", 400, ParameterDescriptor(
             description="Frames and audio are presented at their stamp plus this delay; it must exceed "
                         "the time from a stamp to the arrival of its frame (the talking-face node's "
-                        "200 ms audio look-ahead, input chunking and latency) plus the browser's sound "
+                        "0.17 s audio look-ahead, input chunking and latency) plus the browser's sound "
                         "output latency",
             integer_range=[IntegerRange(from_value=0, to_value=5000, step=1)]))
         self.declare_parameter("auto_delay", False, ParameterDescriptor(

@@ -30,7 +30,8 @@ from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .audio import FPS, MEL_STEP_SIZE, SAMPLE_RATE, StreamingMel, mel_window_start, mel_windows, melspectrogram
+from .audio import (FPS, HOP_LENGTH, MEL_STEP_SIZE, SAMPLE_RATE, STFT_HALF_WINDOW, StreamingMel, mel_window_start,
+                    mel_windows, melspectrogram)
 from .engines.base import InferenceEngine
 from .errors import first_line
 from .face import FaceCache, FaceConfig, FaceImageError, FaceUpdate, PreparedFace
@@ -38,8 +39,6 @@ from .pcm import PcmError, StreamingResampler, bytes_per_frame, check_sample_rat
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 FRAME_PERIOD_S = 1.0 / FPS
-HOP = 200  # samples per mel column (audio.HOP_LENGTH)
-HALF_WINDOW = 400  # the STFT's half window: column c needs samples up to 200 c + 400
 MIN_BUFFER_S = 0.25  # a frame waits for ~172 ms of audio after it; a smaller limit would drop every frame
 MAX_PENDING_UTTERANCES = 32  # utterances ended but not yet rendered (only without a face do they pile up)
 PENDING_LIMIT = SAMPLE_RATE  # raw samples held back from the mel stream at most
@@ -94,8 +93,6 @@ class Frame:
 
     kind: "talking" (rendered from speech), "crossfade" (back to the idle face) or "idle".
     utterance, index: which utterance and which of its frames (talking frames only).
-    latency_s: render completion minus the arrival of the chunk that completed the frame's window.
-    prediction: the generator's (3, 96, 96) float32 output in [0, 1] (talking frames only).
     audio: the 16 kHz mono speech this frame shows, starting at stamp_s (talking frames only; 640 samples,
         fewer for an utterance's last frame): republished with the frame, a speaker stays in sync.
     """
@@ -104,8 +101,6 @@ class Frame:
     kind: str
     utterance: Optional[int] = None
     index: Optional[int] = None
-    latency_s: Optional[float] = None
-    prediction: Optional[np.ndarray] = None
     audio: Optional[np.ndarray] = None
 
     @property
@@ -149,7 +144,7 @@ def offline_mel_windows(audio_16k: np.ndarray) -> np.ndarray:
     if count == 0:
         return np.zeros((0, 1, 80, MEL_STEP_SIZE), np.float32)
     last_column = mel_window_start(count - 1) + MEL_STEP_SIZE
-    padded_length = HOP * last_column + 2 * HALF_WINDOW
+    padded_length = HOP_LENGTH * last_column + 2 * STFT_HALF_WINDOW
     tail = max(0, padded_length - SAMPLES_PER_FRAME - audio_16k.size)
     padded = np.concatenate([np.zeros(SAMPLES_PER_FRAME, np.float32), audio_16k, np.zeros(tail, np.float32)])
     return mel_windows(melspectrogram(padded), count)[:, None]
@@ -164,7 +159,7 @@ def _percentiles(values, quantiles=(50, 95)) -> List[float]:
 def window_end_sample(index: int) -> int:
     """Samples of the padded utterance (silence prefix included) after which frame index's window is final:
     its last column c needs samples up to 200 c + 400."""
-    return HOP * (mel_window_start(index) + MEL_STEP_SIZE - 1) + HALF_WINDOW
+    return HOP_LENGTH * (mel_window_start(index) + MEL_STEP_SIZE - 1) + STFT_HALF_WINDOW
 
 
 def frame_lookahead_s(index: int) -> float:
@@ -348,7 +343,7 @@ class TalkingFaceStream:
         self.clock = clock
         self.faces = face_cache or FaceCache(config.face)
         # The first spectrogram imports librosa's STFT lazily (about 2 s): pay it here, not on frame 0.
-        melspectrogram(np.zeros(2 * HALF_WINDOW, np.float32))
+        melspectrogram(np.zeros(2 * STFT_HALF_WINDOW, np.float32))
         self._lock = threading.RLock()  # every counter and utterance; never held while the engine runs
         self._poll_lock = threading.Lock()  # one poll at a time
         self._utterances: List[_Utterance] = []
@@ -365,7 +360,7 @@ class TalkingFaceStream:
         self._limit = int(round(config.max_buffered_s * SAMPLE_RATE))
         # librosa's first STFT costs over a second (lazy imports, JIT): pay it now, not on the first
         # frame of the first utterance, which would otherwise reach the display late.
-        StreamingMel().push(np.zeros(4 * HALF_WINDOW, np.float32))
+        StreamingMel().push(np.zeros(4 * STFT_HALF_WINDOW, np.float32))
 
     def reconfigure(self, config: StreamConfig) -> None:
         """Applies new settings live: the face is prepared again for new face settings (no new
@@ -694,7 +689,7 @@ class TalkingFaceStream:
         pastes = []
         for prediction in predictions:
             pasted = time.perf_counter()
-            pastes.append((prediction, face.paste(prediction), time.perf_counter() - pasted))
+            pastes.append((face.paste(prediction), time.perf_counter() - pasted))
         with self._lock:
             return self._book(face, batch, pastes, inference)
 
@@ -702,7 +697,7 @@ class TalkingFaceStream:
         frames = []
         mel = batch.mel_seconds / len(batch.due)
         overhead = batch.take_seconds / len(batch.due)
-        for (utterance, index), (prediction, image, paste) in zip(batch.due, pastes):
+        for (utterance, index), (image, paste) in zip(batch.due, pastes):
             if utterance.next_frame != index:
                 continue  # dropped by the overload policy while the engine ran: counted there
             arrival = utterance.completion_arrival(index)
@@ -712,7 +707,7 @@ class TalkingFaceStream:
             audio = utterance.frame_audio(index)
             utterance.advance(1)
             stamp = utterance.frame_stamp(index)
-            frames.append(Frame(stamp, image, "talking", utterance.number, index, latency, prediction, audio))
+            frames.append(Frame(stamp, image, "talking", utterance.number, index, audio))
             self._last_stamp = stamp
             self._latencies.append(latency)
             self._stages["mel"].append(mel)

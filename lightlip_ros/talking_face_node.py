@@ -33,6 +33,7 @@ from rclpy.task import Future
 
 from lightlip_msgs.msg import AudioChunk, TalkStatus
 from lightlip_msgs.srv import SetFace
+from lightlip_ros.engines import AUTO, PREFERENCES
 from lightlip_ros.image_msgs import ImageFormatError, bgr_to_compressed, bgr_to_image, image_to_bgr
 from lightlip_ros.pcm import float_to_s16
 from lightlip_ros.ros_common import LATCHED, StampClock, configure_fastdds
@@ -40,12 +41,12 @@ from lightlip_ros.stream import PresentationQueue
 from sensor_msgs.msg import CompressedImage, Image
 
 BUNDLED_MODEL = Path(__file__).resolve().parent / "assets" / "student.pt"
-ENGINES = ("auto", "tensorrt", "onnxruntime", "torch")
 # audio_common's coding_format values that carry raw PCM ("wave": a WAVE stream, header in front of the
 # first buffer only).
 RAW_CODINGS = ("wave", "wav", "raw", "pcm")
 STATE_NAMES = {TalkStatus.STATE_WAITING_FOR_FACE: "waiting_for_face", TalkStatus.STATE_IDLE: "idle",
                TalkStatus.STATE_TALKING: "talking", TalkStatus.STATE_ERROR: "error"}
+STATES_BY_NAME = {name: state for state, name in STATE_NAMES.items()}
 
 # A "latched" face image (reliable, transient local) reaches a node started later; a best-effort
 # volatile subscription also matches camera drivers that publish with sensor-data QoS. Both listen on
@@ -70,7 +71,7 @@ def _descriptor(description, read_only=False, integer_range=None, float_range=No
 PARAMETERS = {
     "model_path": ("", _descriptor("Generator checkpoint (.pt/.pth), ONNX file or TensorRT engine; "
                                    "empty: the bundled student", read_only=True)),
-    "engine": ("auto", _descriptor("auto | tensorrt | onnxruntime | torch", read_only=True)),
+    "engine": (AUTO, _descriptor(" | ".join(PREFERENCES), read_only=True)),
     "inference_threads": (1, _descriptor("CPU threads for one inference", read_only=True, integer_range=(1, 16))),
     "face_box": ([0, 0, 0, 0], _descriptor("Face box (x, y, width, height) in face-image pixels; zeros: detect")),
     "face_rate": (2.0, _descriptor("Most face images prepared per second; a faster face_image stream keeps "
@@ -157,8 +158,8 @@ class TalkingFaceNode(Node):
         self._engine_reason = ""
         self._engine_error = ""
         self._model_path = str(param("model_path") or BUNDLED_MODEL)
-        if param("engine") not in ENGINES:
-            self.get_logger().error(f"unknown engine {param('engine')!r}; using auto (choose from {', '.join(ENGINES)})")
+        if param("engine") not in PREFERENCES:
+            self.get_logger().error(f"unknown engine {param('engine')!r}; using auto (choose from {', '.join(PREFERENCES)})")
         self.core = self._make_core(param)
         self._errors.core = self.core
         self._recent_frames = []  # publication times of the last status period (for fps)
@@ -215,7 +216,7 @@ class TalkingFaceNode(Node):
         from lightlip_ros.engines import EngineError, EngineOptions, select_engine
         from lightlip_ros.stream import TalkingFaceStream
 
-        preference = param("engine") if param("engine") in ENGINES else "auto"
+        preference = param("engine") if param("engine") in PREFERENCES else AUTO
         try:
             engine, self._engine_reason = select_engine(
                 self._model_path, preference, logger=self.get_logger(),
@@ -475,8 +476,7 @@ class TalkingFaceNode(Node):
     def _state(self):
         if self.core is None:
             return TalkStatus.STATE_ERROR
-        return {"waiting_for_face": TalkStatus.STATE_WAITING_FOR_FACE, "idle": TalkStatus.STATE_IDLE,
-                "talking": TalkStatus.STATE_TALKING}[self.core.state]
+        return STATES_BY_NAME[self.core.state]
 
     def _status(self):
         status = TalkStatus()

@@ -25,7 +25,7 @@ from training.quant.layers import fold_batchnorm, quantizable_layers
 from training.quant.numerics import fake_quantize, quantize_weight, scale_from_amax
 from training.quant.plan import QuantPlan
 from training.quant.samples import SampleSet
-from training.quant.sensitivity import make_plan
+from training.quant.sensitivity import LayerSensitivity, Quality, choose_fp16_layers, make_plan
 
 TOP_K = 4
 
@@ -174,13 +174,29 @@ def test_plan_ranks_every_layer_and_keeps_the_top_k(model, plan, tmp_path):
     assert all(f"`{name}`" in table for name in names)
 
 
-def test_psnr_budget_picks_the_shortest_sufficient_prefix(model, samples, plan):
-    budget = (plan.steps[0]["psnr_drop_db"] + 0.0) / 2 if plan.steps[0]["psnr_drop_db"] > 0 else -1.0
-    chosen = make_plan(model, samples, samples, max_psnr_drop_db=budget, batch_size=8, progress=False)
-    drops = [step["psnr_drop_db"] for step in chosen.steps]
-    assert drops[-1] <= budget or len(chosen.fp16_layers) == len(chosen.layers)
-    assert all(drop > budget for drop in drops[:-1])
-    assert len(chosen.fp16_layers) == chosen.steps[-1]["fp16_count"] == len(drops) - 1
+class ScriptedEvaluator:
+    """An evaluator whose PSNR drop for each number of FP16 layers is given: the budget search alone."""
+
+    def __init__(self, drops):
+        self.drops, self.fp32, self.evaluated = drops, Quality(30.0, 200.0), []
+
+    def with_int8(self, int8_layers):
+        fp16_count = len(self.drops) - 1 - len(int8_layers)
+        self.evaluated.append(fp16_count)
+        return Quality(self.fp32.psnr_db - self.drops[fp16_count], 40.0)
+
+
+@pytest.mark.parametrize("budget, want", [(5.0, 0), (1.0, 3), (0.4, 4), (-1.0, 5)])
+def test_psnr_budget_picks_the_shortest_sufficient_prefix(budget, want):
+    # Drops with 0..5 of the ranked layers in FP16; not monotonic (a second FP16 layer can make it worse).
+    drops = [3.0, 2.5, 2.6, 0.9, 0.4, 0.0]
+    ranking = [LayerSensitivity(f"conv{i}", "Conv", 30.0 + i, 0.5) for i in range(5)]
+    evaluator = ScriptedEvaluator(drops)
+    names, steps = choose_fp16_layers(evaluator, ranking, {f"conv{i}": None for i in range(5)},
+                                      max_psnr_drop_db=budget, progress=False)
+    assert names == [f"conv{i}" for i in range(want)]
+    assert [step.fp16_count for step in steps] == evaluator.evaluated == list(range(want + 1))
+    assert [step.psnr_drop_db for step in steps] == pytest.approx(drops[:want + 1])
 
 
 def test_exported_files_carry_exactly_the_planned_precision(exported, plan):

@@ -37,19 +37,20 @@ import torch
 from tqdm import tqdm
 
 from lightlip_ros.atomic_files import atomic_write_json, atomic_write_text
-from lightlip_ros.engines import EngineError, EngineOptions
+from lightlip_ros.engines import (ENGINE_NAMES, FP32, INT8, MIXED, ONNXRUNTIME, PRECISIONS, TENSORRT, TORCH, EngineError,
+                                  EngineOptions)
 from lightlip_ros.errors import run_command
 from lightlip_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 from lightlip_ros.engines.torch_engine import TorchEngine
 from lightlip_ros.models import CheckpointError, load_generator, save_generator, wav2lip_teacher, weight_fingerprint
 from training.quant.calibration import collect_activation_stats
-from training.quant.export import FP32, MIXED, PRECISIONS, export_precisions
+from training.quant.export import export_precisions
 from training.quant.layers import fold_batchnorm, quantizable_layers
-from training.quant.plan import INT8, LayerPlan, QuantPlan
+from training.quant.plan import LayerPlan, QuantPlan
 from training.quant.samples import SampleSet
 
 ASSETS = Path(__file__).resolve().parents[1] / "lightlip_ros" / "assets"
-ENGINES = ("torch", "onnxruntime", "tensorrt")
+ENGINES = tuple(reversed(ENGINE_NAMES))  # the reference first
 MODELS = ("teacher", "student")
 # Each model's inputs: the bundled face and speech (as many frames as the largest batch needs).
 _CALIBRATION_FRAMES = 8
@@ -186,18 +187,18 @@ def open_engines(label, checkpoint: Path, files: dict, engines, batches, work_di
     """[(engine name, precision, engine)] and [Skip] for one model."""
     opened, skips = [], []
     options = EngineOptions(threads=threads, cache_dir=work_dir / "cache")
-    if "torch" in engines:
-        opened.append(("torch", FP32, TorchEngine(checkpoint, options)))
+    if TORCH in engines:
+        opened.append((TORCH, FP32, TorchEngine(checkpoint, options)))
         for precision in (p for p in files if p != FP32):
-            skips.append(Skip(label, "torch", precision, "the PyTorch engine runs FP32 only (lower precisions run "
+            skips.append(Skip(label, TORCH, precision, "the PyTorch engine runs FP32 only (lower precisions run "
                                                          "through ONNX Runtime and TensorRT)"))
-    if "onnxruntime" in engines:
+    if ONNXRUNTIME in engines:
         for precision, path in files.items():
-            opened.append(("onnxruntime", precision, OnnxRuntimeEngine(path, options)))
-    if "tensorrt" in engines:
+            opened.append((ONNXRUNTIME, precision, OnnxRuntimeEngine(path, options)))
+    if TENSORRT in engines:
         problem = tensorrt_problem()
         if problem is not None:
-            skips.append(Skip(label, "tensorrt", "all", problem))
+            skips.append(Skip(label, TENSORRT, "all", problem))
         else:
             from lightlip_ros.engines.tensorrt_engine import TensorRTEngine
             from training.engine_builder import BuildError, build_engine
@@ -206,9 +207,9 @@ def open_engines(label, checkpoint: Path, files: dict, engines, batches, work_di
                 try:
                     if not engine_path.is_file():
                         build_engine(path, engine_path, work_dir / "timing.cache", opt_batch=1, max_batch=max(batches))
-                    opened.append(("tensorrt", precision, TensorRTEngine(engine_path)))
+                    opened.append((TENSORRT, precision, TensorRTEngine(engine_path)))
                 except (BuildError, EngineError) as error:
-                    skips.append(Skip(label, "tensorrt", precision, str(error)))
+                    skips.append(Skip(label, TENSORRT, precision, str(error)))
     return opened, skips
 
 
@@ -228,7 +229,7 @@ def run_bench(args) -> dict:
                          "parameters": sum(p.numel() for p in model.parameters()),
                          "plan": str(getattr(args, f"{label}_plan")) if plan is not None else None,
                          "fp16_layers": plan.fp16_layers if plan is not None else None}
-        onnx_engines = [e for e in args.engines if e != "torch"]
+        onnx_engines = [e for e in args.engines if e != TORCH]
         files, skipped = onnx_variants(label, model, plan, samples, work_dir, precisions) if onnx_engines else ({}, [])
         skips += skipped
         opened, skipped = open_engines(label, checkpoint, files, args.engines, batches, work_dir, args.threads)

@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lightlip_ros.atomic_files import atomic_write
-from lightlip_ros.audio import FPS, HOP_LENGTH, MEL_STEP_SIZE, MELS_PER_SECOND, N_MELS, load_audio, melspectrogram
+from lightlip_ros.audio import FPS, HOP_LENGTH, MEL_STEP_SIZE, N_MELS, load_audio, mel_window_start, melspectrogram
 from lightlip_ros.face import CROP_SIZE
 from lightlip_ros.models.syncnet import SYNC_FRAMES, syncnet_face_input
 
@@ -50,13 +50,13 @@ _MAX_ATTEMPTS = 20
 
 
 def training_mel_start(frame, fps=FPS):
-    """First mel column of frame ``frame``'s window in Wav2Lip training (one frame before inference's)."""
-    return int(MELS_PER_SECOND * (frame - 1) / fps)
+    """First mel column of frame ``frame``'s window in Wav2Lip training: inference's for the frame before."""
+    return mel_window_start(frame - 1, fps)
 
 
 def sync_mel_start(start_frame, fps=FPS):
-    """First mel column of the SyncNet window of the T frames starting at ``start_frame``."""
-    return int(MELS_PER_SECOND * start_frame / fps)
+    """First mel column of the SyncNet window of the T frames starting at ``start_frame``: the frames' own."""
+    return mel_window_start(start_frame, fps)
 
 
 def valid_starts(n_frames, n_mel_columns, frames=SYNC_FRAMES):

@@ -26,7 +26,7 @@ from pathlib import Path
 import onnx
 
 from lightlip_ros.atomic_files import atomic_write_bytes, atomic_write_json
-from lightlip_ros.engines.base import META_ARCHITECTURE, EngineError
+from lightlip_ros.engines.base import FP16, FP32, INT8, META_ARCHITECTURE, EngineError
 from lightlip_ros.engines.tensorrt_engine import SIDECAR_FORMAT, SIDECAR_VERSION, cuda_device, sidecar_path
 from lightlip_ros.errors import LightLipError, run_command
 from training.quant.graph import float32_carrier, layer_precisions, read_metadata
@@ -167,7 +167,7 @@ def _build(trt, major, logger, onnx_path, model, strongly_typed, timing_cache, o
 def _constrain_precisions(trt, network, config, model) -> None:
     """TensorRT 10.x weak typing: FP16/INT8 flags, and FP16 on every layer the file keeps in FP16."""
     convolutions = layer_precisions(model)
-    int8 = [name for name, layer in convolutions.items() if layer["precision"] == "int8"]
+    int8 = [name for name, layer in convolutions.items() if layer["precision"] == INT8]
     half = any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer)
     if int8:
         config.set_flag(trt.BuilderFlag.INT8)
@@ -211,8 +211,8 @@ def _describe_layer(layer) -> dict:
             formats += [value for key, value in entry.items() if isinstance(value, str)
                         and any(word in key for word in ("Format", "Datatype", "DataType"))]
     text = " ".join(formats).lower()
-    precision = ("int8" if "int8" in text else "fp16" if "half" in text or "fp16" in text
-                 else "fp32" if "float" in text or "fp32" in text else "unknown")
+    precision = (INT8 if "int8" in text else FP16 if "half" in text or "fp16" in text
+                 else FP32 if "float" in text or "fp32" in text else "unknown")
     return {"name": layer.get("Name", ""), "type": layer.get("LayerType", "unknown"), "precision": precision,
             "formats": formats}
 

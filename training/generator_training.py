@@ -27,6 +27,7 @@ import logging
 import torch
 from torch import nn
 
+from lightlip_ros.engines.base import FACE_SHAPE, MEL_SHAPE
 from lightlip_ros.models import (CheckpointError, GeneratorWidths, build_generator, load_generator, load_syncnet,
                                  save_generator, unwrap_model)
 
@@ -92,8 +93,8 @@ def _decoder_feature_widths(generator: nn.Module) -> list:
     generator.eval()
     with torch.no_grad():
         parameter = next(generator.parameters())
-        mel = torch.zeros(1, 1, 80, 16, device=parameter.device)
-        face = torch.zeros(1, 6, 96, 96, device=parameter.device)
+        mel = torch.zeros(1, *MEL_SHAPE, device=parameter.device)
+        face = torch.zeros(1, *FACE_SHAPE, device=parameter.device)
         _, features = generator.forward_with_features(mel, face)
     generator.train(was_training)
     return [feature.size(1) for feature in features]

@@ -256,7 +256,7 @@ def lr_multiplier(step: int, total_steps: int, warmup_steps: int, schedule: str)
 
 
 class Trainer:
-    def __init__(self, recipe_class, config: dict, run_dir, resume=None, init_state=None):
+    def __init__(self, recipe_class, config: dict, run_dir, resume=None):
         self.config = config
         self.train_cfg = config["train"]
         self.run_dir = Path(run_dir)

@@ -8,7 +8,17 @@ import numpy as np
 
 from ..errors import LightLipError, first_line
 
+# Engine names, fastest first: the order `auto` tries them in.
+TENSORRT, ONNXRUNTIME, TORCH = "tensorrt", "onnxruntime", "torch"
+ENGINE_NAMES = (TENSORRT, ONNXRUNTIME, TORCH)
+AUTO = "auto"
+# Precisions a model runs at (lightlip-quant export writes one ONNX file per precision).
+FP32, FP16, INT8, MIXED = "fp32", "fp16", "int8", "mixed"
+PRECISIONS = (FP32, FP16, INT8, MIXED)
+# The generator's interface, per sample: mel window, face input (masked + reference), output frame.
 MEL_SHAPE = (1, 80, 16)
+FACE_SHAPE = (6, 96, 96)
+FRAME_SHAPE = (3, 96, 96)
 # The exported graph's interface (lightlip_ros.engines.onnx_export writes it; the ONNX Runtime and
 # TensorRT engines read it). Kept here so that running an .onnx or .engine file needs no torch.
 ONNX_OPSET = 17  # TensorRT 10.x (JetPack 6) and ONNX Runtime both run it
@@ -17,9 +27,7 @@ OUTPUT_NAME = "frames"
 # Keys LightLip writes into the ONNX file's metadata_props.
 META_ARCHITECTURE = "lightlip.architecture"
 META_CONFIG = "lightlip.config"
-META_PRECISION = "lightlip.precision"  # written by lightlip-quant export: fp32, fp16, int8 or mixed
-FACE_SHAPE = (6, 96, 96)
-FRAME_SHAPE = (3, 96, 96)
+META_PRECISION = "lightlip.precision"  # written by lightlip-quant export: one of PRECISIONS
 
 
 class EngineError(LightLipError, RuntimeError):
@@ -45,13 +53,13 @@ class EngineOptions:
 class InferenceEngine(abc.ABC):
     """Runs the generator: (B,1,80,16) mel windows + (B,6,96,96) face inputs -> (B,3,96,96) frames.
 
-    All arrays are float32; faces and frames are BGR in [0, 1]. Attributes: name ("tensorrt",
-    "onnxruntime", "torch"), precision ("fp32", "fp16", "int8", "mixed"), model_path (the file loaded),
+    All arrays are float32; faces and frames are BGR in [0, 1]. Attributes: name (one of ENGINE_NAMES),
+    precision (one of PRECISIONS), model_path (the file loaded),
     architecture ("wav2lip", "student" or "unknown" for a foreign ONNX/engine file).
     """
 
     name: str = ""
-    precision: str = "fp32"
+    precision: str = FP32
     model_path: str = ""
     architecture: str = "unknown"
 

@@ -10,7 +10,7 @@ import onnx
 import torch
 
 from ..atomic_files import atomic_write
-from .base import INPUT_NAMES, META_ARCHITECTURE, META_CONFIG, ONNX_OPSET, OUTPUT_NAME
+from .base import FACE_SHAPE, INPUT_NAMES, MEL_SHAPE, META_ARCHITECTURE, META_CONFIG, ONNX_OPSET, OUTPUT_NAME
 
 MAX_BATCH = 4096
 
@@ -26,7 +26,7 @@ def export_generator_onnx(model: torch.nn.Module, path, opset: int = ONNX_OPSET,
     path = Path(path)
     was_training = model.training
     model.eval()
-    mel, face = torch.zeros(1, 1, 80, 16), torch.zeros(1, 6, 96, 96)
+    mel, face = torch.zeros(1, *MEL_SHAPE), torch.zeros(1, *FACE_SHAPE)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     try:
         with _quiet_exporter():

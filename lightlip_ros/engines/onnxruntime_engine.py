@@ -7,8 +7,8 @@ from typing import List, Optional
 import numpy as np
 
 from ..errors import first_line
-from .base import (INPUT_NAMES, META_ARCHITECTURE, META_PRECISION, ONNX_OPSET, EngineError, EngineOptions,
-                   InferenceEngine)
+from .base import (FP16, FP32, INT8, INPUT_NAMES, META_ARCHITECTURE, META_PRECISION, MIXED, ONNX_OPSET, ONNXRUNTIME,
+                   PRECISIONS, EngineError, EngineOptions, InferenceEngine)
 
 # Providers tried in this order when present in the installed onnxruntime build; CPU always works.
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -30,20 +30,20 @@ def file_sha256(path: Path) -> str:
 
 
 def onnx_precision(model) -> str:
-    """"int8", "fp16", "mixed" or "fp32" for an ONNX ModelProto: what lightlip-quant export recorded, else
+    """The precision of an ONNX ModelProto (one of PRECISIONS): what lightlip-quant export recorded, else
     read from the graph (Q/DQ or integer ops: int8; half tensors: fp16; both: mixed)."""
     import onnx
 
     recorded = {prop.key: prop.value for prop in model.metadata_props}.get(META_PRECISION)
-    if recorded in ("fp32", "fp16", "int8", "mixed"):
+    if recorded in PRECISIONS:
         return recorded
     quantized = any(node.op_type in _QUANTIZED_OPS for node in model.graph.node)
     half = any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer) or any(
         value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
         for value in list(model.graph.input) + list(model.graph.output))
     if quantized and half:
-        return "mixed"
-    return "int8" if quantized else "fp16" if half else "fp32"
+        return MIXED
+    return INT8 if quantized else FP16 if half else FP32
 
 
 def exported_onnx_path(checkpoint: Path, cache_dir: Optional[Path] = None) -> Path:
@@ -79,7 +79,7 @@ class OnnxRuntimeEngine(InferenceEngine):
     batch) on first use and cached by content hash in options.cache_dir.
     """
 
-    name = "onnxruntime"
+    name = ONNXRUNTIME
 
     def __init__(self, model_path, options: EngineOptions = EngineOptions()):
         try:

@@ -5,49 +5,46 @@ from pathlib import Path
 from typing import Tuple
 
 from ..errors import first_line
-from .base import EngineError, EngineOptions, InferenceEngine
+from .base import AUTO, ENGINE_NAMES, ONNXRUNTIME, TENSORRT, TORCH, EngineError, EngineOptions, InferenceEngine
 
-# The engine registry: name -> "module:class". Each class is constructed as Class(model_path, options)
-# and raises EngineError when it cannot run the model. The TensorRT engine lives in
-# lightlip_ros/engines/tensorrt_engine.py (class TensorRTEngine) and needs the tensorrt module; until that
-# file is installed, "tensorrt" is skipped with a reason like any engine that cannot load.
+# The engine registry: name -> "module:class", imported only when the engine is tried. Each class is
+# constructed as Class(model_path, options) and raises EngineError when it cannot run the model.
 ENGINES = {
-    "tensorrt": "lightlip_ros.engines.tensorrt_engine:TensorRTEngine",
-    "onnxruntime": "lightlip_ros.engines.onnxruntime_engine:OnnxRuntimeEngine",
-    "torch": "lightlip_ros.engines.torch_engine:TorchEngine",
+    TENSORRT: "lightlip_ros.engines.tensorrt_engine:TensorRTEngine",
+    ONNXRUNTIME: "lightlip_ros.engines.onnxruntime_engine:OnnxRuntimeEngine",
+    TORCH: "lightlip_ros.engines.torch_engine:TorchEngine",
 }
-AUTO_ORDER = ("tensorrt", "onnxruntime", "torch")  # fastest first
-PREFERENCES = ("auto",) + AUTO_ORDER
+AUTO_ORDER = ENGINE_NAMES  # fastest first
+PREFERENCES = (AUTO,) + AUTO_ORDER
 
 # Model file kinds by suffix, and which engines read each kind.
+ENGINE_FILE, ONNX_FILE, CHECKPOINT = "tensorrt", "onnx", "checkpoint"
 TENSORRT_SUFFIXES = (".engine", ".plan", ".trt")
 ONNX_SUFFIXES = (".onnx",)
 READS = {
-    "tensorrt": ("tensorrt",),
-    "onnxruntime": ("onnx", "checkpoint"),
-    "torch": ("checkpoint",),
+    TENSORRT: (ENGINE_FILE,),
+    ONNXRUNTIME: (ONNX_FILE, CHECKPOINT),
+    TORCH: (CHECKPOINT,),
 }
-KIND_NAMES = {"tensorrt": "a TensorRT engine", "onnx": "an ONNX model", "checkpoint": "a PyTorch checkpoint"}
+KIND_NAMES = {ENGINE_FILE: "a TensorRT engine", ONNX_FILE: "an ONNX model", CHECKPOINT: "a PyTorch checkpoint"}
 # Python modules an engine needs before it can be tried at all.
-REQUIRED_MODULES = {"tensorrt": "tensorrt", "onnxruntime": "onnxruntime", "torch": "torch"}
+REQUIRED_MODULES = {TENSORRT: "tensorrt", ONNXRUNTIME: "onnxruntime", TORCH: "torch"}
 
 
 def model_kind(path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix in TENSORRT_SUFFIXES:
-        return "tensorrt"
+        return ENGINE_FILE
     if suffix in ONNX_SUFFIXES:
-        return "onnx"
-    return "checkpoint"
+        return ONNX_FILE
+    return CHECKPOINT
 
 
 def _engine_class(name: str):
     module_name, class_name = ENGINES[name].split(":")
     try:
         module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name == module_name:
-            raise EngineError(f"{name} engine not part of this installation ({module_name} missing)") from error
+    except ModuleNotFoundError as error:  # a library the engine module needs, beyond REQUIRED_MODULES
         raise EngineError(f"{name}: {error.name} not installed") from error
     return getattr(module, class_name)
 
@@ -69,7 +66,7 @@ def _load_note(engine: InferenceEngine) -> str:
     return f"loaded {source}"
 
 
-def select_engine(model_path, preference: str = "auto", logger=None, options: EngineOptions = EngineOptions(),
+def select_engine(model_path, preference: str = AUTO, logger=None, options: EngineOptions = EngineOptions(),
                   fallback_model=None) -> Tuple[InferenceEngine, str]:
     """Opens the best engine for model_path -> (engine, reason), reason being one line for the log.
 
@@ -82,7 +79,7 @@ def select_engine(model_path, preference: str = "auto", logger=None, options: En
     """
     if preference not in PREFERENCES:
         raise ValueError(f"unknown engine preference {preference!r} (choose from {', '.join(PREFERENCES)})")
-    order = AUTO_ORDER if preference == "auto" else (preference,) + tuple(n for n in AUTO_ORDER if n != preference)
+    order = AUTO_ORDER if preference == AUTO else (preference,) + tuple(n for n in AUTO_ORDER if n != preference)
     models = [Path(model_path)]
     if fallback_model is not None and Path(fallback_model) != Path(model_path):
         models.append(Path(fallback_model))

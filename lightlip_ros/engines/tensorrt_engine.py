@@ -17,7 +17,8 @@ from typing import Optional
 import numpy as np
 
 from ..errors import first_line
-from .base import INPUT_NAMES, OUTPUT_NAME, EngineError, EngineOptions, InferenceEngine
+from .base import (FACE_SHAPE, FP32, FRAME_SHAPE, INPUT_NAMES, MEL_SHAPE, OUTPUT_NAME, TENSORRT, EngineError,
+                   EngineOptions, InferenceEngine)
 
 SIDECAR_FORMAT = "lightlip-tensorrt-engine"
 SIDECAR_VERSION = 1
@@ -172,7 +173,7 @@ def _device_buffers():
 class TensorRTEngine(InferenceEngine):
     """A serialized TensorRT engine (.engine/.plan/.trt) built by lightlip-build-engine, on CUDA device 0."""
 
-    name = "tensorrt"
+    name = TENSORRT
 
     def __init__(self, model_path, options: EngineOptions = EngineOptions()):
         try:
@@ -187,7 +188,7 @@ class TensorRTEngine(InferenceEngine):
         problem = compatibility_problem(sidecar, trt.__version__, cuda_device())
         if problem:
             raise EngineError(f"tensorrt: {path.name} {problem}; rebuild it here with lightlip-build-engine")
-        self.precision = sidecar.get("precision", "fp32")
+        self.precision = sidecar.get("precision", FP32)
         self.architecture = sidecar.get("architecture", "unknown")
 
         self._logger = trt.Logger(trt.Logger.WARNING)
@@ -208,7 +209,7 @@ class TensorRTEngine(InferenceEngine):
         self.max_batch = int(self._engine.get_tensor_profile_shape(self._mel_name, 0)[2][0])
 
         self._io = _device_buffers()
-        shapes = {self._mel_name: (1, 80, 16), self._face_name: (6, 96, 96), self._output_name: (3, 96, 96)}
+        shapes = {self._mel_name: MEL_SHAPE, self._face_name: FACE_SHAPE, self._output_name: FRAME_SHAPE}
         self._buffers = {}
         for name, shape in shapes.items():
             nbytes = self.max_batch * int(np.prod(shape)) * self._dtypes[name].itemsize
@@ -230,7 +231,7 @@ class TensorRTEngine(InferenceEngine):
             self._io.upload(self._buffers[name], array)
         if not self._context.execute_async_v3(self._io.handle):
             raise EngineError(f"tensorrt: {Path(self.model_path).name} failed to run a batch of {batch}")
-        frames = np.empty((batch, 3, 96, 96), self._dtypes[self._output_name])
+        frames = np.empty((batch, *FRAME_SHAPE), self._dtypes[self._output_name])
         self._io.download(self._buffers[self._output_name], frames)
         self._io.synchronize()
         return frames

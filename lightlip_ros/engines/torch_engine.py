@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from ..models import CheckpointError, load_generator
-from .base import EngineError, EngineOptions, InferenceEngine
+from .base import FP32, TORCH, EngineError, EngineOptions, InferenceEngine
 
 
 class TorchEngine(InferenceEngine):
@@ -14,8 +14,8 @@ class TorchEngine(InferenceEngine):
     torch.set_num_threads is process-wide: options.threads sets it for the whole process.
     """
 
-    name = "torch"
-    precision = "fp32"
+    name = TORCH
+    precision = FP32
 
     def __init__(self, model_path, options: EngineOptions = EngineOptions()):
         self.model_path = str(model_path)

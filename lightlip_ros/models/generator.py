@@ -18,7 +18,6 @@ from .blocks import ConvBlock, ConvTransposeBlock
 TEACHER = "wav2lip"
 STUDENT = "student"
 
-FACE_SIZE = 96
 FACE_CHANNELS = 6  # masked target frame + reference frame, BGR each
 
 # Residual blocks per stage in Wav2Lip; the paper's student removes all of them.

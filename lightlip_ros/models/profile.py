@@ -18,6 +18,7 @@ import sys
 import torch
 from torch import nn
 
+from ..engines.base import FACE_SHAPE, MEL_SHAPE
 from .generator import STUDENT_WIDTHS, GeneratorWidths, Wav2LipGenerator, student, wav2lip_teacher
 
 COUNTED_LAYERS = "Conv2d and ConvTranspose2d weights (no bias, BatchNorm, ReLU or Sigmoid)"
@@ -50,7 +51,7 @@ def measure(model: Wav2LipGenerator) -> ModelCost:
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(1, 1, 80, 16), torch.zeros(1, 6, 96, 96))
+            model(torch.zeros(1, *MEL_SHAPE), torch.zeros(1, *FACE_SHAPE))
     finally:
         for hook in hooks:
             hook.remove()

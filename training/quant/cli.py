@@ -21,13 +21,14 @@ import cv2
 import torch
 
 from lightlip_ros.atomic_files import atomic_write_json, atomic_write_text
+from lightlip_ros.engines.base import FP32, PRECISIONS
 from lightlip_ros.errors import run_command
 from lightlip_ros.models import load_generator
 
 from .calibration import DEFAULT_PERCENTILE, METHODS
 from .evaluate import (comparison_image, dataset_clips, evaluate_files, media_clip, quality_json,
                        quality_markdown)
-from .export import PRECISIONS, ExportError, export_precisions
+from .export import ExportError, export_precisions
 from .layers import quantizable_layers
 from .plan import PlanError, QuantPlan
 from .samples import SampleError, SampleSet, dataset_samples
@@ -149,7 +150,7 @@ def run_export(args) -> None:
 def run_evaluate(args) -> None:
     files = {precision: args.onnx_dir / f"{args.stem}.{precision}.onnx" for precision in PRECISIONS}
     files = {precision: path for precision, path in files.items() if path.is_file()}
-    if "fp32" not in files:
+    if FP32 not in files:
         raise ExportError(f"{args.onnx_dir}: no {args.stem}.fp32.onnx to compare with (run `lightlip-quant export`)")
     if _uses_data(args):
         clips = dataset_clips(args.data, args.eval_split, args.max_clips)

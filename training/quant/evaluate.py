@@ -21,13 +21,13 @@ import torch
 from tqdm import tqdm
 
 from lightlip_ros.audio import FPS, MEL_STEP_SIZE, SAMPLE_RATE, load_audio, melspectrogram
+from lightlip_ros.engines.base import FP16, FP32, INT8
 from lightlip_ros.face import CROP_SIZE
 from training.dataset import training_mel_start
 from training.evaluate import EvalClip, clip_metrics, generate_clip, load_eval_clip, mouth_region
 from training.layout import DataError, read_filelist
 
 from .graph import layer_precisions
-from .plan import FP16, INT8
 from .samples import SampleError, face_input
 from .sensitivity import PSNR_CAP_DB, psnr_db
 
@@ -92,7 +92,7 @@ def media_clip(image_path, audio_path, limit: int | None = None) -> EvalClip:
                     mel, indices, reference=0)
 
 
-def evaluate_files(files: Mapping[str, Path], clips: Sequence[EvalClip], reference: str = "fp32",
+def evaluate_files(files: Mapping[str, Path], clips: Sequence[EvalClip], reference: str = FP32,
                    batch_size: int = 32, threads: int = 1, progress: bool = True) -> list:
     """FileQuality of each {label: path} over `clips`; `reference` names the FP32 file."""
     if reference not in files:
@@ -128,7 +128,7 @@ def evaluate_files(files: Mapping[str, Path], clips: Sequence[EvalClip], referen
     return table
 
 
-def comparison_image(files: Mapping[str, Path], clip: EvalClip, reference: str = "fp32", frames: int = 6,
+def comparison_image(files: Mapping[str, Path], clip: EvalClip, reference: str = FP32, frames: int = 6,
                      gain: float = 8.0, scale: int = 2, threads: int = 1) -> np.ndarray:
     """A BGR picture of the lower face on `frames` frames spread over a clip: the ground truth, each file's
     output, then each file's difference from the reference file's output times `gain` (8-bit frames)."""

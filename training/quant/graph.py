@@ -11,9 +11,8 @@ import copy
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .plan import FP16, INT8
+from lightlip_ros.engines.base import FP16, FP32, INT8
 
-FP32 = "fp32"
 CONV_OPS = ("Conv", "ConvTranspose")
 METADATA_PREFIX = "lightlip."
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from lightlip_ros.errors import LightLipError
 from lightlip_ros.atomic_files import atomic_write_json
+from lightlip_ros.engines.base import FP16, INT8
 
 PLAN_FORMAT = "lightlip-quant-plan"
 PLAN_VERSION = 1
-FP16, INT8 = "fp16", "int8"
 
 
 class PlanError(LightLipError, ValueError):

@@ -14,8 +14,9 @@ import cv2
 import numpy as np
 import torch
 
-from lightlip_ros.errors import LightLipError
 from lightlip_ros.audio import FPS, SAMPLE_RATE, load_audio, mel_windows, melspectrogram
+from lightlip_ros.engines.base import FACE_SHAPE, FRAME_SHAPE, MEL_SHAPE
+from lightlip_ros.errors import LightLipError
 from lightlip_ros.face import FaceCache
 from lightlip_ros.models.syncnet import SYNC_FRAMES
 from training.dataset import Wav2LipDataset
@@ -55,7 +56,7 @@ class SampleSet:
         count = self.mel.shape[0]
         if count == 0:
             raise SampleError(f"{self.source}: no samples")
-        expected = {"mel": (1, 80, 16), "face": (6, 96, 96), "target": (3, 96, 96)}
+        expected = {"mel": MEL_SHAPE, "face": FACE_SHAPE, "target": FRAME_SHAPE}
         for name, shape in expected.items():
             tensor = getattr(self, name)
             if tuple(tensor.shape) != (count, *shape) or tensor.dtype != torch.float32:

@@ -22,12 +22,13 @@ from tqdm import tqdm
 
 
 from lightlip_ros.atomic_files import atomic_write_json
+from lightlip_ros.engines.base import FP16, INT8
 from lightlip_ros.models import weight_fingerprint
 
 from .calibration import DEFAULT_BINS, DEFAULT_PERCENTILE, collect_activation_stats
 from .emulation import LayerQuantization, emulate_int8, quantize_layers
 from .layers import fold_batchnorm
-from .plan import FP16, INT8, LayerPlan, QuantPlan
+from .plan import LayerPlan, QuantPlan
 from .samples import SampleSet
 
 # PSNR of a perfect match is infinite; reports cap it here (an MSE of 1e-20 on [0, 1] images, far below
