@@ -184,7 +184,8 @@ def run(args):
                     raise DemoError(f"talking_face_node exited ({node_process.returncode}) while waiting for {what}; "
                                     f"its log: {log_path.read_text(errors='replace').strip().splitlines()[-1:]}")
                 if time.monotonic() > deadline:
-                    raise DemoError(f"timed out after {args.timeout:.0f} s waiting for {what() if callable(what) else what}")
+                    waited_for = what() if callable(what) else what
+                    raise DemoError(f"timed out after {args.timeout:.0f} s waiting for {waited_for}")
                 rclpy.spin_once(node, timeout_sec=0.02)
 
         try:
@@ -211,7 +212,10 @@ def run(args):
                 audio_publisher.publish(chunk)
                 sent_at.append(time.monotonic())
             stream_end = stream_start + int(duration * 1e9)
-            in_clip = lambda: [stamp for stamp in frames if stream_start <= stamp < stream_end]
+
+            def in_clip():
+                return [stamp for stamp in frames if stream_start <= stamp < stream_end]
+
             spin_until(lambda: len(in_clip()) >= expected_frames,
                        lambda: f"{expected_frames} frames (received {len(in_clip())}; status: "
                                f"{status['last'].state_name}, {status['last'].frames_published} published, "

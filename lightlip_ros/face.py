@@ -303,7 +303,10 @@ class FaceCache:
             if config.min_face_fraction != self.config.min_face_fraction:
                 self._detector = None
             self.config = config
-            again = lambda face: prepare_face(face.image, face.box, face.detected, config, face.key)
+
+            def again(face):
+                return prepare_face(face.image, face.box, face.detected, config, face.key)
+
             current = self.face
             for key, (update, face) in self._recent.items():
                 if face is not None:

@@ -96,4 +96,3 @@ def compressed_to_bgr(msg: CompressedImage) -> np.ndarray:
         raise ImageFormatError(f"compressed image ({msg.format or 'no format'}, {len(msg.data)} bytes) "
                                "cannot be decoded")
     return image
-

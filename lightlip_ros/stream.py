@@ -793,4 +793,3 @@ class PresentationQueue:
 
     def __len__(self) -> int:
         return len(self._frames)
-

@@ -83,8 +83,8 @@ PARAMETERS = {
     "blend_width": (16, _descriptor("Soft paste-back edge in pixels; 0: hard rectangle", integer_range=(0, 128))),
     "idle_rate": (5.0, _descriptor("Frames per second while idle; 0: none", float_range=(0.0, 30.0))),
     "gap_timeout": (0.3, _descriptor("Seconds without audio that end an utterance", float_range=(0.05, 5.0))),
-    "max_buffered_audio": (10.0, _descriptor("Most seconds of audio waiting to be rendered before the oldest "
-                                            "is dropped", float_range=(0.3, 30.0))),
+    "max_buffered_audio": (10.0, _descriptor(
+        "Most seconds of audio waiting to be rendered before the oldest is dropped", float_range=(0.3, 30.0))),
     "presentation_delay": (0.25, _descriptor(
         "Seconds after the audio time a frame shows at which the frame and its audio_out chunk are published "
         "(a steady latency budget); 0: publish as soon as rendered", float_range=(0.0, 5.0))),
@@ -149,7 +149,10 @@ class TalkingFaceNode(Node):
         super().__init__("talking_face", **kwargs)
         for name, (default, descriptor) in PARAMETERS.items():
             self.declare_parameter(name, default, descriptor)
-        param = lambda name: self.get_parameter(name).value
+
+        def param(name):
+            return self.get_parameter(name).value
+
         if transport_note:
             self.get_logger().info(transport_note)
         self._stamps = StampClock(self.get_clock().now().nanoseconds)  # the core's seconds <-> ROS stamps
@@ -159,7 +162,8 @@ class TalkingFaceNode(Node):
         self._engine_error = ""
         self._model_path = str(param("model_path") or BUNDLED_MODEL)
         if param("engine") not in PREFERENCES:
-            self.get_logger().error(f"unknown engine {param('engine')!r}; using auto (choose from {', '.join(PREFERENCES)})")
+            self.get_logger().error(f"unknown engine {param('engine')!r}; using {AUTO} "
+                                    f"(choose from {', '.join(PREFERENCES)})")
         self.core = self._make_core(param)
         self._errors.core = self.core
         self._recent_frames = []  # publication times of the last status period (for fps)
@@ -230,7 +234,8 @@ class TalkingFaceNode(Node):
                                f"{self._engine_reason}")
         used = Path(getattr(engine, "source_path", engine.model_path))
         if used.resolve() != Path(self._model_path).resolve():
-            self._errors.note("engine", f"model {self._model_path} unusable, running {used.name}: {self._engine_reason}")
+            self._errors.note("engine",
+                              f"model {self._model_path} unusable, running {used.name}: {self._engine_reason}")
         return TalkingFaceStream(engine, self._stream_config(param), clock=self._now_s)
 
     # ------------------------------------------------------------------------------------------ inputs
@@ -394,7 +399,10 @@ class TalkingFaceNode(Node):
                 except FaceImageError as error:
                     return SetParametersResult(successful=False, reason=str(error))
         if self.core is not None:
-            param = lambda name: values[name] if name in values else self.get_parameter(name).value
+
+            def param(name):
+                return values[name] if name in values else self.get_parameter(name).value
+
             try:
                 self._stream_config(param)
             except ValueError as error:
@@ -507,7 +515,8 @@ class TalkingFaceNode(Node):
             status.audio_samples_buffered = stats.audio_buffered
             status.audio_samples_lost = stats.audio_lost
             status.inputs_rejected = stats.inputs_rejected + self._errors.count
-            if stats.last_error_time is not None and (last_error_time is None or stats.last_error_time > last_error_time):
+            newer = last_error_time is None or (stats.last_error_time or -1.0) > last_error_time
+            if stats.last_error_time is not None and newer:
                 last_error, last_error_time = stats.last_error, stats.last_error_time
         else:
             status.inputs_rejected = self._errors.count
@@ -536,7 +545,8 @@ class TalkingFaceNode(Node):
             problems = ([f"lost {lost / 16000:.2f} s of audio before the node"] if lost else []) + \
                 ([f"dropped {frames} frame(s) ({dropped / 16000:.2f} s of audio) under overload"] if dropped else [])
             diagnostic.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
-            diagnostic.message = "; ".join([status.state_name] + problems) + (" since the last report" if problems else "")
+            diagnostic.message = ("; ".join([status.state_name] + problems)
+                                  + (" since the last report" if problems else ""))
         values = {
             "state": status.state_name, "engine": status.engine, "engine_reason": status.engine_reason,
             "precision": status.precision, "model": status.model, "architecture": status.architecture,

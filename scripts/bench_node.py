@@ -100,7 +100,8 @@ class Driver:
                 counts = "" if status is None else (
                     f" (state {status.state_name}, received {status.audio_samples_received}, lost "
                     f"{status.audio_samples_lost}, buffered {status.audio_samples_buffered}, dropped "
-                    f"{status.audio_samples_dropped}, rejected {status.inputs_rejected}, last error {status.last_error!r})")
+                    f"{status.audio_samples_dropped}, rejected {status.inputs_rejected}, "
+                    f"last error {status.last_error!r})")
                 raise SystemExit(f"bench_node: error: timed out waiting for {what}{counts}")
             self.rclpy.spin_once(self.node, timeout_sec=0.01)
 
@@ -173,7 +174,8 @@ def run(driver, env, face_image, pcm, scenario, workdir):
             line += [f"viewer {len(talking)}/{expected} frames", f"{size[0]}x{size[1]} ({mb:.2f} MB)",
                      f"latency p50 {status.latency_ms_p50:.1f} p95 {status.latency_ms_p95:.1f} ms"]
         if scenario == "compressed":
-            line.append(f"JPEG {np.mean(driver.compressed_bytes) / 1e3:.1f} kB/frame over {len(driver.compressed_bytes)}")
+            sizes = driver.compressed_bytes
+            line.append(f"JPEG {np.mean(sizes) / 1e3:.1f} kB/frame over {len(sizes)}")
         line += [f"node CPU {used / wall:.2f} cores", f"peak RSS {peak:.0f} MB"]
         print(" | ".join(line), flush=True)
     finally:
@@ -203,8 +205,10 @@ def main(argv=None):
     face = cv2.imread(str(ASSETS / "face.jpg"))
     big = np.zeros((2160, 3840, 3), np.uint8)  # a 4K camera picture with the face in its middle
     big[:, 840:3000] = cv2.resize(face, (2160, 2160), interpolation=cv2.INTER_CUBIC)
-    to_pcm = lambda seconds: float_to_s16(np.tile(speech, int(np.ceil(seconds * 16000 / speech.size)))
-                                          [:int(seconds * 16000)])
+
+    def to_pcm(seconds):
+        return float_to_s16(np.tile(speech, int(np.ceil(seconds * 16000 / speech.size)))[:int(seconds * 16000)])
+
     rclpy.init()
     try:
         driver = Driver()

@@ -158,8 +158,9 @@ def run(args):
         except EngineError as error:
             raise BenchError(str(error)) from error
         print(f"engine: {engine.describe()}\n  why: {reason}")
-        print(f"audio: {audio.size / 16000:.1f} s in {args.chunk_ms:g} ms chunks; face {face.shape[1]}x{face.shape[0]}; "
-              f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}")
+        print(f"audio: {audio.size / 16000:.1f} s in {args.chunk_ms:g} ms chunks; "
+              f"face {face.shape[1]}x{face.shape[0]}; {os.cpu_count()} CPU cores, "
+              f"load average {os.getloadavg()[0]:.1f}")
 
         core = make_core(engine, face, config)
         frames, wall = run_fast(core, audio, chunk)
@@ -178,7 +179,8 @@ def run(args):
         stats = core.stats()
         duration = audio.size / 16000
         p50, p95 = np.percentile(np.array(capture_latency) * 1e3, [50, 95]) if capture_latency else (0.0, 0.0)
-        print(f"\nreal time: {frames} frames for {duration:.2f} s of speech = {frames / duration:.1f} frames/s of audio; "
+        print(f"\nreal time: {frames} frames for {duration:.2f} s of speech = "
+              f"{frames / duration:.1f} frames/s of audio; "
               f"CPU {cpu:.2f} s over {wall:.2f} s wall = {cpu / wall:.2f} cores")
         print(f"  latency, arrival of the completing chunk -> frame: p50 {stats.latency_ms_p50:.1f} ms, "
               f"p95 {stats.latency_ms_p95:.1f} ms")

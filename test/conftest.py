@@ -1,4 +1,5 @@
-"""Shared fixtures: ROS 2 isolation (own domain per test, discovery on localhost) and project paths."""
+"""Shared fixtures: ROS 2 isolation (own domain per test, discovery on localhost), PyTorch on one thread,
+project paths, and the bundled face and speech."""
 import itertools
 import os
 import random
@@ -56,6 +57,43 @@ def shared_speech_dir():
     if not path.is_dir():
         pytest.skip(f"development data not present at {path} (only developers' and CI machines have it)")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """PyTorch on one thread in every test: results do not depend on the core count, and on CI's two cores
+    the ROS processes a test starts keep a core."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def face_image():
+    """The bundled face photo (BGR)."""
+    import cv2
+
+    image = cv2.imread(str(ASSETS / "face.jpg"))
+    assert image is not None
+    return image
+
+
+@pytest.fixture(scope="session")
+def speech():
+    """The bundled speech, 16 kHz mono float32."""
+    from lightlip_ros.audio import load_audio
+
+    return load_audio(ASSETS / "speech.wav")
+
+
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory):
+    """A PyTorch engine on a tiny lively student (stream_helpers.lively_student): fast, audio-dependent."""
+    from lightlip_ros.engines.torch_engine import TorchEngine
+    from lightlip_ros.models import save_generator
+    from stream_helpers import lively_student
+
+    return TorchEngine(save_generator(lively_student(0), tmp_path_factory.mktemp("tiny") / "tiny_student.pt"))
 
 
 @pytest.fixture(scope="session")

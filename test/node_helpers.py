@@ -10,7 +10,6 @@ from ros_helpers import Process, console_script
 from sensor_msgs.msg import Image
 
 
-
 def start_node(env, log_path, *ros_args):
     return Process([console_script("talking_face_node"), "--ros-args", *ros_args], env, log_path)
 
@@ -25,7 +24,10 @@ class Watcher:
         self.frames = []  # (stamp ns, message)
         self.audio_out = []  # (stamp ns, message)
         self.statuses = []
-        join = lambda name: name if name.startswith("/") else (prefix.rstrip("/") + "/" + name if prefix else name)
+
+        def join(name):
+            return name if name.startswith("/") else (prefix.rstrip("/") + "/" + name if prefix else name)
+
         self.node.create_subscription(Image, join(frames_topic), self._on_frame, QoSProfile(depth=500))
         self.node.create_subscription(AudioChunk, join("audio_out"), self._on_audio_out, QoSProfile(depth=500))
         self.node.create_subscription(TalkStatus, join("talk_status"), self.statuses.append,

@@ -55,11 +55,6 @@ def _reference_mel(wav):
 
 
 @pytest.fixture(scope="module")
-def speech():
-    return load_audio(ASSETS / "speech.wav")
-
-
-@pytest.fixture(scope="module")
 def speech_mel(speech):
     return melspectrogram(speech)
 

@@ -5,7 +5,7 @@ import pytest
 
 from lightlip_ros.audio import resample
 from lightlip_ros.pcm import StreamingResampler
-from test_stream import SR, T0, end_stream, engine, face_image, make_core, speech, stream  # noqa: F401
+from stream_helpers import SR, T0, end_stream, make_core, stream
 
 
 def frame_audio(frames):
@@ -14,7 +14,7 @@ def frame_audio(frames):
 
 
 @pytest.mark.parametrize("chunks", ["ragged", "one piece"])
-def test_frame_audio_is_exactly_the_consumed_speech_at_16k(engine, face_image, speech, chunks):  # noqa: F811
+def test_frame_audio_is_exactly_the_consumed_speech_at_16k(engine, face_image, speech, chunks):
     audio = speech[:int(2.3 * SR)]
     sizes = np.random.default_rng(3).integers(1, 4000, size=audio.size) if chunks == "ragged" else [audio.size]
     core, clock = make_core(engine, face_image, idle_fps=0, max_buffered_s=5.0)  # one piece fits
@@ -29,7 +29,7 @@ def test_frame_audio_is_exactly_the_consumed_speech_at_16k(engine, face_image, s
 
 
 @pytest.mark.parametrize("rate", [8000, 44100, 48000])
-def test_frame_audio_is_the_resampled_speech_at_other_rates(engine, face_image, speech, rate):  # noqa: F811
+def test_frame_audio_is_the_resampled_speech_at_other_rates(engine, face_image, speech, rate):
     audio = resample(speech[:2 * SR], SR, rate)
     sizes = np.random.default_rng(rate).integers(rate // 200, rate // 5, size=audio.size)
     core, clock = make_core(engine, face_image, idle_fps=0)
@@ -41,7 +41,7 @@ def test_frame_audio_is_the_resampled_speech_at_other_rates(engine, face_image, 
     assert core.stats().audio_consumed == expected.size
 
 
-def test_dropped_frames_take_their_audio_with_them(engine, face_image, speech):  # noqa: F811
+def test_dropped_frames_take_their_audio_with_them(engine, face_image, speech):
     """Under overload the audio of dropped frames is not republished; what is republished stays in order
     and each frame's audio is the speech at its stamp."""
     audio = speech[:4 * SR]

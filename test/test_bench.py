@@ -15,7 +15,6 @@ from training.quant.sensitivity import make_plan
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("bench")
     torch.manual_seed(0)
     save_generator(student(0.125).eval(), folder / "big.pt")

@@ -43,6 +43,7 @@ ROSDEP_KEYS = {
     "tqdm": "python3-tqdm",
     "aiohttp": "python3-aiohttp",
     "pytest": "python3-pytest",
+    "ament_flake8": "ament_flake8",
     "audio_common_msgs": "audio_common_msgs",
 }
 # Import name -> rosdep key of a ROS package the runtime uses only where it is installed (a guarded

@@ -49,7 +49,6 @@ def root(tmp_path):
 
 
 def test_generator_sample_shapes_masking_and_reference(root):
-    torch.set_num_threads(1)
     dataset = Wav2LipDataset(root, "train", seed=1, samples_per_clip=4)
     assert len(dataset) == 12
     for index in range(len(dataset)):

@@ -78,7 +78,6 @@ def test_shifted_mouth_scores_worse(tiny, landmarker):
 
 def test_evaluate_report_with_baselines_and_a_generator(tiny, tmp_path):
     torch.manual_seed(0)
-    torch.set_num_threads(1)
     checkpoint = save_generator(student(), tmp_path / "student.pth")
     syncnet = save_syncnet(SyncNet(), tmp_path / "syncnet.pth")
     report = evaluate(tiny, "test", [checkpoint], syncnet_path=syncnet, progress=False, log=lambda *_: None)
@@ -168,7 +167,6 @@ def test_speech_metrics_reward_a_mouth_that_follows_the_speech():
 def test_evaluate_speech_on_real_speech_and_the_bundled_face(tmp_path, landmarker):
     from conftest import ASSETS
 
-    torch.set_num_threads(1)
     checkpoint = save_generator(student(0.125), tmp_path / "student.pth")
     report = evaluate_speech([checkpoint], [ASSETS / "speech.wav"], [ASSETS / "face.jpg"], landmarker,
                              progress=False)

@@ -7,10 +7,10 @@ import pytest
 import soundfile
 
 from conftest import ASSETS
+from display_helpers import SYNC_TOLERANCE_MS, DisplaySession, describe_offsets, sync_offsets
 from lightlip_msgs.msg import TalkStatus
 from node_helpers import Watcher, start_node
 from ros_helpers import Process
-from test_display_browser import SYNC_TOLERANCE_MS, DisplaySession, describe_offsets, sync_offsets
 
 pytestmark = pytest.mark.ros
 

@@ -27,7 +27,6 @@ needs_tensorrt = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def onnx_files(tmp_path_factory):
-    torch.set_num_threads(1)
     torch.manual_seed(0)
     model = student(0.0625).eval()
     samples = SampleSet.from_media(ASSETS / "face.jpg", ASSETS / "speech.wav", limit=16)

@@ -7,7 +7,6 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from lightlip_ros.audio import load_audio, mel_windows, melspectrogram
 from lightlip_ros.engines import EngineError, EngineOptions, select_engine
@@ -15,34 +14,10 @@ from lightlip_ros.engines.base import ONNX_OPSET
 from lightlip_ros.engines.onnxruntime_engine import OnnxRuntimeEngine, exported_onnx_path
 from lightlip_ros.engines.torch_engine import TorchEngine
 from lightlip_ros.face import FaceCache
-from lightlip_ros.models import save_generator, student
+from lightlip_ros.models import save_generator
+from stream_helpers import lively_student
 
 ASSETS = Path(__file__).resolve().parents[1] / "lightlip_ros" / "assets"
-TINY_WIDTHS = 0.125  # an eighth of the teacher's widths: the real student code path, a fraction of its cost
-
-
-def lively_student(seed: int, widths=TINY_WIDTHS):
-    """A randomly initialised student whose frames clearly depend on the audio.
-
-    PyTorch's default initialisation shrinks activations layer by layer, so a fresh generator draws nearly
-    the same frame for any audio and comparisons between frames would prove nothing; He-normal weights
-    keep the signal alive through the network.
-    """
-    torch.manual_seed(seed)
-    model = student(widths)
-    for module in model.modules():
-        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            torch.nn.init.uniform_(module.bias, -0.1, 0.1)
-    return model.eval()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

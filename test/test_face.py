@@ -13,13 +13,6 @@ PORTRAITS = Path(__file__).resolve().parents[2] / "shared" / "data" / "portraits
 
 
 @pytest.fixture(scope="module")
-def face_image():
-    image = cv2.imread(str(ASSETS / "face.jpg"))
-    assert image is not None
-    return image
-
-
-@pytest.fixture(scope="module")
 def detector():
     return FaceDetector()
 

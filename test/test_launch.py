@@ -54,4 +54,3 @@ def test_namespace_remaps_and_params_file(ros_context, node_env, student_checkpo
         watcher.spin_until(lambda: len(watcher.frames) >= 3, 30, "idle frames on /display/image", node)
         stamps = [stamp for stamp, _ in watcher.frames[-3:]]
         assert min(b - a for a, b in zip(stamps, stamps[1:])) >= 0.249e9, stamps
-

@@ -38,8 +38,8 @@ def test_interfaces_have_documented_constants():
     # Each TalkStatus.STATE_* constant has the state_name its comment documents, and the node publishes it.
     constants = {name: getattr(TalkStatus, name) for name in dir(TalkStatus) if name.startswith("STATE_")}
     assert sorted(constants.values()) == sorted(STATE_NAMES) == list(range(len(constants)))
-    assert [STATE_NAMES[value] for value in sorted(STATE_NAMES)] == documented_values("msg/TalkStatus.msg",
-                                                                                        "uint8 state")
+    documented_names = documented_values("msg/TalkStatus.msg", "uint8 state")
+    assert [STATE_NAMES[value] for value in sorted(STATE_NAMES)] == documented_names
     assert all(STATE_NAMES[value] == name.removeprefix("STATE_").lower() for name, value in constants.items())
     # The engine and precision names the message documents are the engines' vocabulary.
     assert documented_values("msg/TalkStatus.msg", "string engine") == list(ENGINE_NAMES) + list(PRECISIONS)

@@ -16,14 +16,6 @@ from lightlip_ros.models.profile import main as profile_main
 from lightlip_ros.models.profile import measure
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---- the official definitions, restated independently (layer tables of Wav2Lip and Nota's student) ----
 
 class _Layer(nn.Module):
@@ -94,9 +86,11 @@ SYNCNET_COLOR = {
 class OfficialGenerator(nn.Module):
     def __init__(self, spec):
         super().__init__()
-        self.face_encoder_blocks = nn.ModuleList(nn.Sequential(*(_Layer(*l) for l in b)) for b in spec["face"])
-        self.audio_encoder = nn.Sequential(*(_Layer(*l) for l in spec["audio"]))
-        self.face_decoder_blocks = nn.ModuleList(nn.Sequential(*(_Layer(*l) for l in b)) for b in spec["decoder"])
+        self.face_encoder_blocks = nn.ModuleList(nn.Sequential(*(_Layer(*layer) for layer in block))
+                                                 for block in spec["face"])
+        self.audio_encoder = nn.Sequential(*(_Layer(*layer) for layer in spec["audio"]))
+        self.face_decoder_blocks = nn.ModuleList(nn.Sequential(*(_Layer(*layer) for layer in block))
+                                                 for block in spec["decoder"])
         cin, cmid = spec["output"]
         self.output_block = nn.Sequential(_Layer(cin, cmid, 3, 1, 1), nn.Conv2d(cmid, 3, 1, 1, 0), nn.Sigmoid())
 
@@ -120,8 +114,8 @@ class OfficialGenerator(nn.Module):
 class OfficialSyncNet(nn.Module):
     def __init__(self):
         super().__init__()
-        self.face_encoder = nn.Sequential(*(_Layer(*l) for l in SYNCNET_COLOR["face"]))
-        self.audio_encoder = nn.Sequential(*(_Layer(*l) for l in SYNCNET_COLOR["audio"]))
+        self.face_encoder = nn.Sequential(*(_Layer(*layer) for layer in SYNCNET_COLOR["face"]))
+        self.audio_encoder = nn.Sequential(*(_Layer(*layer) for layer in SYNCNET_COLOR["audio"]))
 
     def forward(self, audio, face):
         a = self.audio_encoder(audio).view(audio.size(0), -1)

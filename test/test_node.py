@@ -6,6 +6,7 @@ import pytest
 
 from conftest import ASSETS
 from lightlip_msgs.msg import AudioChunk, TalkStatus
+from lightlip_ros.pcm import float_to_s16
 from lightlip_ros.ros_common import LATCHED
 from node_helpers import Watcher, start_node
 from ros_helpers import Process
@@ -24,9 +25,13 @@ def test_streams_real_speech_into_frames_at_40ms_spacing(ros_context, node_env, 
                 "--image", str(ASSETS / "face.jpg"), "--seconds", str(seconds), "--chunk-ms", "20"]
         with Process(peer, node_env, tmp_path / "streamer.log") as streamer:
             expected = round(seconds * 25)
-            republished = lambda: sum(len(m.data) // 2 for _, m in watcher.audio_out)
-            # Each frame goes out just after its audio_out chunk: wait for the frames of every chunk.
-            framed = lambda: {s for s, _ in watcher.audio_out} <= {s for s, _ in watcher.frames}
+
+            def republished():
+                return sum(len(m.data) // 2 for _, m in watcher.audio_out)
+
+            def framed():  # each frame goes out just after its audio_out chunk: the frames of every chunk
+                return {s for s, _ in watcher.audio_out} <= {s for s, _ in watcher.frames}
+
             watcher.spin_until(lambda: len(watcher.frames) >= expected - 2 and "done" in streamer.output()
                                and watcher.status.state == TalkStatus.STATE_IDLE
                                and republished() >= seconds * 16000 and framed(), 60,
@@ -49,10 +54,10 @@ def test_streams_real_speech_into_frames_at_40ms_spacing(ros_context, node_env, 
     # audio_out: exactly the speech that was sent, in order, each chunk stamped like the frame showing it.
     from lightlip_ros.audio import load_audio
 
-    sent = np.clip(load_audio(str(ASSETS / "speech.wav"))[:round(seconds * 16000)] * 32767, -32768, 32767)
+    sent = float_to_s16(load_audio(str(ASSETS / "speech.wav"))[:round(seconds * 16000)])  # as the peer sends it
     chunks = sorted(watcher.audio_out, key=lambda item: item[0])
-    republished = np.concatenate([np.frombuffer(bytes(m.data), "<i2") for _, m in chunks])
-    np.testing.assert_array_equal(republished, sent.astype("<i2"))
+    audio_out = np.concatenate([np.frombuffer(bytes(m.data), "<i2") for _, m in chunks])
+    np.testing.assert_array_equal(audio_out, sent)
     chunk_stamps = np.array([stamp for stamp, _ in chunks])
     ends = chunk_stamps[:-1] + [len(m.data) // 2 * 62500 for _, m in chunks[:-1]]
     np.testing.assert_array_equal(chunk_stamps[1:], ends)  # continuous to the nanosecond
@@ -73,7 +78,7 @@ def test_bad_input_is_reported_and_the_node_keeps_working(ros_context, node_env,
     from sensor_msgs.msg import Image
 
     face = cv2.imread(str(ASSETS / "face.jpg"))
-    speech = np.clip(load_audio(str(ASSETS / "speech.wav"))[:16000] * 32767, -32768, 32767).astype("<i2")
+    speech = float_to_s16(load_audio(str(ASSETS / "speech.wav"))[:16000])
     with start_node(node_env, tmp_path / "node.log", "-p", f"model_path:={student_checkpoint}",
                     "-p", "idle_rate:=0.0", "-p", "max_buffered_audio:=2.0") as node:
         watcher = Watcher(ros_context)
@@ -225,8 +230,7 @@ def _settled(watcher, speech_samples):
         and status.audio_samples_received + status.audio_samples_lost == speech_samples
 
 
-def test_ten_times_real_time_with_a_face_stream_loses_nothing(ros_context, node_env, student_checkpoint,
-                                                               tmp_path):
+def test_ten_times_real_time_with_a_face_stream_loses_nothing(ros_context, node_env, student_checkpoint, tmp_path):
     """30 s of speech at 10x real time in 20 ms chunks, while two faces alternate at 30 Hz: every chunk
     reaches the core, face images are prepared at face_rate and logged at a bounded rate."""
     with start_node(node_env, tmp_path / "node.log", "-p", f"model_path:={student_checkpoint}",
@@ -259,8 +263,11 @@ def test_audio_lost_before_the_node_is_counted_and_warned(ros_context, node_env,
             watcher.spin_until(lambda: "done" in streamer.output(), 60, "the streamer", node)
             sent = _sent(streamer)
             watcher.spin_until(lambda: _settled(watcher, 48000), 60, "the speech accounted for", node)
-            warned = lambda: any(s.level == DiagnosticStatus.WARN and "lost 0.20 s of audio before the node"
-                                 in s.message for array in diagnostics for s in array.status)
+
+            def warned():
+                return any(s.level == DiagnosticStatus.WARN and "lost 0.20 s of audio before the node" in s.message
+                           for array in diagnostics for s in array.status)
+
             watcher.spin_until(warned, 30, "a diagnostics warning about the loss", node)
     status = watcher.status
     assert sent == status.audio_samples_received == 48000 - 10 * 320
@@ -350,7 +357,7 @@ def test_audio_common_messages_are_taken_natively(ros_context, node_env, student
     from lightlip_ros.audio import load_audio
     from lightlip_ros.image_msgs import bgr_to_image
 
-    pcm = np.clip(load_audio(str(ASSETS / "speech.wav"))[:32000] * 32767, -32768, 32767).astype("<i2")
+    pcm = float_to_s16(load_audio(str(ASSETS / "speech.wav"))[:32000])
     wav_header = (b"RIFF\xff\xff\xff\xffWAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x80>\x00\x00\x00}\x00\x00"
                   b"\x02\x00\x10\x00data\xff\xff\xff\xff")
     with start_node(node_env, tmp_path / "node.log", "-p", f"model_path:={student_checkpoint}",

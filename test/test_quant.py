@@ -32,7 +32,6 @@ TOP_K = 4
 
 @pytest.fixture(scope="module")
 def samples():
-    torch.set_num_threads(1)
     return SampleSet.from_media(ASSETS / "face.jpg", ASSETS / "speech.wav", limit=24)
 
 

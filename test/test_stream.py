@@ -1,94 +1,14 @@
 """The streaming core without ROS: frame schedule, equality with offline rendering, bad inputs, overload."""
 import math
-from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
-from lightlip_ros.audio import load_audio, mel_windows, melspectrogram, resample
-from lightlip_ros.engines import InferenceEngine
-from lightlip_ros.engines.torch_engine import TorchEngine
+from lightlip_ros.audio import mel_windows, melspectrogram, resample
 from lightlip_ros.face import FaceConfig
-from lightlip_ros.models import save_generator
 from lightlip_ros.pcm import PcmError, StreamingResampler, decode_pcm, float_to_s16
 from lightlip_ros.stream import StreamConfig, TalkingFaceStream, frame_lookahead_s, offline_mel_windows
-from test_engines import lively_student, one_thread  # noqa: F401 (one_thread: autouse fixture)
-
-ASSETS = Path(__file__).resolve().parents[1] / "lightlip_ros" / "assets"
-SR = 16000
-T0 = 1000.0  # stamp of the first sample of every test stream
-
-
-class FakeClock:
-    """The core's clock, moved by the test: arrival, rendering and timeouts become deterministic."""
-
-    def __init__(self, now=T0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    checkpoint = save_generator(lively_student(0), tmp_path_factory.mktemp("stream") / "tiny_student.pt")
-    return TorchEngine(checkpoint)
-
-
-@pytest.fixture(scope="module")
-def face_image():
-    return cv2.imread(str(ASSETS / "face.jpg"))
-
-
-@pytest.fixture(scope="module")
-def speech():
-    return load_audio(ASSETS / "speech.wav")
-
-
-class RecordingEngine(InferenceEngine):
-    """The engine under test, keeping every frame it produced, in order, for comparison with offline runs."""
-
-    def __init__(self, inner: InferenceEngine):
-        self.inner, self.outputs = inner, []
-        self.name, self.precision, self.model_path = inner.name, inner.precision, inner.model_path
-
-    def _infer(self, mel_windows, face_inputs):
-        frames = self.inner.infer(mel_windows, face_inputs)
-        self.outputs.extend(frames)
-        return frames
-
-
-def make_core(engine, face_image, clock=None, **settings):
-    clock = clock or FakeClock()
-    core = TalkingFaceStream(engine, StreamConfig(**settings), clock=clock)
-    assert core.set_face(face_image).ok
-    return core, clock
-
-
-def stream(core, clock, audio, chunk_sizes, start=T0, poll_delay=0.0, rate=SR):
-    """Feeds audio in chunks of the given sizes at real time (each chunk arrives when its last sample
-    has been captured), polling after every chunk; returns the frames."""
-    frames, offset = [], 0
-    for size in chunk_sizes:
-        chunk = audio[offset:offset + size]
-        if chunk.size == 0:
-            break
-        clock.now = start + (offset + chunk.size) / rate
-        core.push_audio(chunk, stamp_s=start + offset / rate, sample_rate=rate)
-        clock.now += poll_delay
-        frames += core.poll()
-        offset += chunk.size
-    return frames
-
-
-def end_stream(core, clock, seconds=1.0, step=0.01):
-    """Lets time pass without audio (the gap timeout ends the utterance), polling every `step`."""
-    frames = []
-    for _ in range(int(round(seconds / step))):
-        clock.now += step
-        frames += core.poll()
-    return frames
+from stream_helpers import SR, T0, FakeClock, RecordingEngine, end_stream, make_core, stream
 
 
 def check_accounting(core):

@@ -44,7 +44,6 @@ def test_lr_schedule_warmup_and_cosine():
 
 
 def test_training_state_round_trips_through_its_checkpoint(tmp_path):
-    torch.set_num_threads(1)
     trainer = Trainer(GeneratorRecipe, tiny_student_config(), tmp_path / "run")
     trainer.step = 3
     state = trainer.training_state()

@@ -33,11 +33,6 @@ def synth_root(tmp_path_factory):
     return root
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    torch.set_num_threads(1)
-
-
 def _events(run_dir):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -37,8 +37,8 @@ import torch
 from tqdm import tqdm
 
 from lightlip_ros.atomic_files import atomic_write_json, atomic_write_text
-from lightlip_ros.engines import (ENGINE_NAMES, FP32, INT8, MIXED, ONNXRUNTIME, PRECISIONS, TENSORRT, TORCH, EngineError,
-                                  EngineOptions)
+from lightlip_ros.engines import (ENGINE_NAMES, FP32, INT8, MIXED, ONNXRUNTIME, PRECISIONS, TENSORRT, TORCH,
+                                  EngineError, EngineOptions)
 from lightlip_ros.errors import run_command
 from lightlip_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 from lightlip_ros.engines.torch_engine import TorchEngine
@@ -190,8 +190,8 @@ def open_engines(label, checkpoint: Path, files: dict, engines, batches, work_di
     if TORCH in engines:
         opened.append((TORCH, FP32, TorchEngine(checkpoint, options)))
         for precision in (p for p in files if p != FP32):
-            skips.append(Skip(label, TORCH, precision, "the PyTorch engine runs FP32 only (lower precisions run "
-                                                         "through ONNX Runtime and TensorRT)"))
+            skips.append(Skip(label, TORCH, precision, "the PyTorch engine runs FP32 only (lower precisions "
+                                                       "run through ONNX Runtime and TensorRT)"))
     if ONNXRUNTIME in engines:
         for precision, path in files.items():
             opened.append((ONNXRUNTIME, precision, OnnxRuntimeEngine(path, options)))

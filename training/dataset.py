@@ -69,7 +69,6 @@ def valid_starts(n_frames, n_mel_columns, frames=SYNC_FRAMES):
     return starts[(last_frame_end <= n_mel_columns) & (sync_end <= n_mel_columns)]
 
 
-
 @functools.lru_cache(maxsize=256)
 def clip_mel(clip_dir):
     """(80, T) mel spectrogram of a clip's audio.wav, from mel.npy when it is newer than the audio.

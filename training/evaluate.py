@@ -428,8 +428,8 @@ def sync_signal(root, split, max_clips=None, landmarker=None, max_lag=3, log=pri
             lags[lag] = pearson(a[keep], b[keep])
         rows[clip_name] = {
             "frames": n_frames, "found": int(found.sum()),
-            "open_vs_rms": lags[0], "best_lag": max((k for k in lags if lags[k] is not None),
-                                                      key=lambda k: lags[k], default=None),
+            "open_vs_rms": lags[0],
+            "best_lag": max((k for k in lags if lags[k] is not None), key=lambda k: lags[k], default=None),
             "open_vs_jaw": pearson(opening[found], np.asarray(truth["jaw"])[found]) if truth else None,
             "rms_vs_jaw": pearson(rms, truth["jaw"]) if truth else None,
             # How far and how often the mouth opens, on the scale real speakers are measured on.

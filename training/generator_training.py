@@ -279,4 +279,3 @@ class GeneratorRecipe(Recipe):
         metadata = dict(metadata, teacher=(self.config.get("teacher") or {}).get("checkpoint"),
                         expert=self.config["expert"]["checkpoint"], loss=self.config["loss"])
         save_generator(model.generator, path, **metadata)
-

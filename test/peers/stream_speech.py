@@ -20,7 +20,6 @@ from lightlip_ros.ros_common import LATCHED
 from sensor_msgs.msg import Image
 
 
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--wav", required=True)

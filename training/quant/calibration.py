@@ -157,7 +157,7 @@ def collect_activation_stats(model: nn.Module, samples: SampleSet, cache_path=No
         try:
             description = "calibration: ranges" if counter == "max_done" else "calibration: histograms"
             with torch.inference_mode(), tqdm(total=batches, initial=state[counter], desc=description,
-                                               unit="batch", disable=not progress, leave=False) as bar:
+                                              unit="batch", disable=not progress, leave=False) as bar:
                 for index, (mel, face, _) in enumerate(samples.batches(batch_size)):
                     if index < state[counter]:
                         continue

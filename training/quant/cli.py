@@ -35,6 +35,8 @@ from .samples import SampleError, SampleSet, dataset_samples
 from .sensitivity import make_plan
 
 DEFAULT_BUDGET_DB = 0.1
+
+
 def _add_samples(parser, splits):
     source = parser.add_argument_group("samples (a data set, or one face image and one speech file)")
     source.add_argument("--data", type=Path, help="data set root in the Wav2Lip layout (lightlip-data synth)")

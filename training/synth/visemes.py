@@ -3,9 +3,9 @@
 A mouth shape is three numbers in [0, 1]: jaw opening, lip spread and lip rounding. Each phoneme has a target
 shape and a dominance (how strongly it pulls the mouth towards its target); the track at time t is the
 dominance-weighted mean of all targets, with dominance decaying as exp(-(d/tau)^1.5) at distance d outside
-each phoneme (the Cohen-Massaro coarticulation model). Lip closures (p, b, m) and labiodentals (f, v) dominate strongly so the
-lips really close; h and reduced vowels dominate weakly and take their neighbours' shapes. Rounding spreads
-further in time than jaw opening (anticipatory rounding), as in natural speech.
+each phoneme (the Cohen-Massaro coarticulation model). Lip closures (p, b, m) and labiodentals (f, v) dominate
+strongly so the lips really close; h and reduced vowels dominate weakly and take their neighbours' shapes.
+Rounding spreads further in time than jaw opening (anticipatory rounding), as in natural speech.
 """
 from dataclasses import dataclass
 
