@@ -18,11 +18,11 @@ import cv2
 import numpy as np
 import soundfile
 
+from lightlip_ros import ASSETS
 from lightlip_ros.engines import AUTO, PREFERENCES
 from lightlip_ros.errors import LightLipError, run_command
 from lightlip_ros.face import BUNDLED_FACE
 
-ASSETS = Path(__file__).resolve().parent / "assets"
 CHUNK_SECONDS = 0.02
 FPS = 25
 

@@ -9,18 +9,18 @@ import dataclasses
 import hashlib
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
+from . import ASSETS
 from .errors import LightLipError
 
 CROP_SIZE = 96  # the generator's face resolution (Wav2Lip and the student)
 # The face the demo and the tools use by default: Grace Hopper (US Navy photo, public domain, from
 # matplotlib's sample data), a frontal face with a resting, closed mouth, and not a training identity.
-BUNDLED_FACE = Path(__file__).resolve().parent / "assets" / "face.jpg"
+BUNDLED_FACE = ASSETS / "face.jpg"
 
 # Haar cascades tried in order, from OpenCV's own data files (offline, shipped with opencv-python<5).
 # On the 25 development portraits and the bundled face: alt2 finds 25/26 faces with no false positive;

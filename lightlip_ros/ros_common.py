@@ -6,10 +6,12 @@ from pathlib import Path
 from builtin_interfaces.msg import Time
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
+from lightlip_ros import ASSETS
+
 # A face image or a status sent once reaches subscribers that start later (reliable + transient local).
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
-LARGE_FRAMES_PROFILE = Path(__file__).resolve().parent / "assets" / "fastdds_large_frames.xml"
+LARGE_FRAMES_PROFILE = ASSETS / "fastdds_large_frames.xml"
 # How a user configures Fast DDS: profile files named by these variables, or found in the working
 # directory under these names, or the builtin transports chosen by name.
 FASTDDS_PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE",

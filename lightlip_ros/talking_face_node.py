@@ -33,6 +33,7 @@ from rclpy.task import Future
 
 from lightlip_msgs.msg import AudioChunk, TalkStatus
 from lightlip_msgs.srv import SetFace
+from lightlip_ros import ASSETS
 from lightlip_ros.engines import AUTO, PREFERENCES
 from lightlip_ros.image_msgs import ImageFormatError, bgr_to_compressed, bgr_to_image, image_to_bgr
 from lightlip_ros.pcm import float_to_s16
@@ -40,7 +41,7 @@ from lightlip_ros.ros_common import LATCHED, StampClock, configure_fastdds
 from lightlip_ros.stream import PresentationQueue
 from sensor_msgs.msg import CompressedImage, Image
 
-BUNDLED_MODEL = Path(__file__).resolve().parent / "assets" / "student.pt"
+BUNDLED_MODEL = ASSETS / "student.pt"
 # audio_common's coding_format values that carry raw PCM ("wave": a WAVE stream, header in front of the
 # first buffer only).
 RAW_CODINGS = ("wave", "wav", "raw", "pcm")

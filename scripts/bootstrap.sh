@@ -31,7 +31,7 @@ declare -A SYSTEM_TOOLS=(
   [chromium]=chromium [chromedriver]=chromium-driver
 )
 # Festival's voices are folders, not commands: voice folder -> Debian package (the synthetic benchmark's
-# second speech engine, training/synth/speech.py).
+# second speech engine, training/data/synth/speech.py).
 declare -A FESTIVAL_VOICES=(
   [english/kal_diphone]=festvox-kallpc16k [english/ked_diphone]=festvox-kdlpc16k
   [us/cmu_us_slt_arctic_hts]=festvox-us-slt-hts

@@ -8,7 +8,7 @@ import torch
 
 from conftest import ASSETS
 from lightlip_ros.models import save_generator, student
-from training.bench import add_speedups, main, summarise
+from training.deploy.bench import add_speedups, main, summarise
 from training.quant.samples import SampleSet
 from training.quant.sensitivity import make_plan
 

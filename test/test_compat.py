@@ -20,7 +20,7 @@ PYTHON_SOURCES = ["lightlip_ros", "training", "launch", "test", "setup.py", *sor
     str(path.relative_to(REPO_ROOT)) for path in (REPO_ROOT / "scripts").glob("*.py"))]
 OLDEST_PYTHON, NEWEST_PYTHON = (3, 10), (3, 12)
 PROJECT_PACKAGES = {"lightlip_ros", "training"}
-RUNTIME_ROOTS = ["lightlip_ros", "launch", "training/engine_builder.py"]
+RUNTIME_ROOTS = ["lightlip_ros", "launch", "training/deploy/engine_builder.py"]
 
 # Import name -> rosdep key (ROS packages are their own key; the others are keys of ros/rosdistro's
 # rosdep/python.yaml, resolvable on Ubuntu jammy (Humble) and noble (Jazzy)).

@@ -10,8 +10,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from lightlip_ros.audio import SAMPLE_RATE, melspectrogram
-from training.dataset import (SyncPairDataset, Wav2LipDataset, clip_mel, training_mel_start, valid_starts)
-from training.layout import DataError, write_filelist
+from training.data.dataset import (SyncPairDataset, Wav2LipDataset, clip_mel, training_mel_start, valid_starts)
+from training.data.layout import DataError, write_filelist
 
 N_FRAMES = 60
 BURST_FRAME = 30  # a 1 kHz tone starts exactly at the timestamp of this frame (1.2 s)
@@ -179,7 +179,7 @@ def test_missing_filelist_is_a_data_error(tmp_path):
 
 
 def test_samples_without_truth_get_the_prior_mouth_box_and_no_articulation(root):
-    from training.dataset import MOUTH_PRIOR_BOX
+    from training.data.dataset import MOUTH_PRIOR_BOX
 
     sample = Wav2LipDataset(root, "train", seed=1)[0]
     assert float(sample["has_truth"]) == 0.0
@@ -189,7 +189,7 @@ def test_samples_without_truth_get_the_prior_mouth_box_and_no_articulation(root)
 
 
 def test_audio_augmentation_changes_level_and_noise_deterministically(root):
-    from training.dataset import AudioAugment
+    from training.data.dataset import AudioAugment
 
     plain = Wav2LipDataset(root, "train", seed=1)
     quieter = Wav2LipDataset(root, "train", seed=1, audio_augment=AudioAugment(gain_db=(-10.0, -10.0)))

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from lightlip_ros.models import SyncNet, save_generator, save_syncnet, student
-from training.data_cli import main
-from training.evaluate import (GROUND_TRUTH, REFERENCE_COPY, evaluate, evaluate_speech, markdown_table,
-                               pause_frames, psnr, speech_metrics, ssim, sync_signal, write_report)
-from training.landmarks import load_landmarker, mouth_opening, mouth_points
-from training.layout import read_filelist, read_truth
-from training.synth import SynthConfig, generate_benchmark
+from training.data.cli import main
+from training.data.evaluate import (GROUND_TRUTH, REFERENCE_COPY, evaluate, evaluate_speech, markdown_table,
+                                    pause_frames, psnr, speech_metrics, ssim, sync_signal, write_report)
+from training.data.landmarks import load_landmarker, mouth_opening, mouth_points
+from training.data.layout import read_filelist, read_truth
+from training.data.synth import SynthConfig, generate_benchmark
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from training.data_cli import main
-from training.layout import count_frames, read_filelist
-from training.preprocess import PreprocessConfig, fill_gaps, preprocess, smooth_boxes
-from training.synth import MouthRenderer, find_portrait_face
+from training.data.cli import main
+from training.data.layout import count_frames, read_filelist
+from training.data.preprocess import PreprocessConfig, fill_gaps, preprocess, smooth_boxes
+from training.data.synth import MouthRenderer, find_portrait_face
 
 ASSETS = Path(__file__).resolve().parents[1] / "lightlip_ros" / "assets"
 

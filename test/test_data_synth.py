@@ -10,10 +10,10 @@ import pytest
 import soundfile
 
 from lightlip_ros.audio import SAMPLE_RATE
-from training.layout import DataError, count_frames, read_filelist
-from training.synth import (MouthRenderer, Phoneme, SynthConfig, find_portrait_face, frame_track, generate_benchmark,
-                            make_sentences, mouth_track, plan_benchmark, synthesize)
-from training.synth.benchmark import ASTRONAUT
+from training.data.layout import DataError, count_frames, read_filelist
+from training.data.synth import (MouthRenderer, Phoneme, SynthConfig, find_portrait_face, frame_track,
+                                 generate_benchmark, make_sentences, mouth_track, plan_benchmark, synthesize)
+from training.data.synth.benchmark import ASTRONAUT
 
 SHARED_PORTRAITS = Path(__file__).resolve().parents[2] / "shared" / "data" / "portraits"
 TINY = SynthConfig(sentences=2, heldout_sentences=1, seed=5)

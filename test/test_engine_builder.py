@@ -14,7 +14,7 @@ from lightlip_ros.engines import EngineError, select_engine
 from lightlip_ros.engines.tensorrt_engine import (SIDECAR_FORMAT, TensorRTEngine, compatibility_problem,
                                                   read_sidecar, sidecar_path)
 from lightlip_ros.models import student
-from training.engine_builder import BuildError, build_engine, main
+from training.deploy.engine_builder import BuildError, build_engine, main
 from training.quant.export import export_precisions
 from training.quant.samples import SampleSet
 from training.quant.sensitivity import make_plan
@@ -148,8 +148,9 @@ def test_engine_for_another_tensorrt_is_refused(onnx_files, tmp_path):
     assert engine.name == "onnxruntime" and "9.9.9" in reason
 
 
-def test_builder_and_engine_load_without_torch(tmp_path):
-    """A robot may have TensorRT but no PyTorch: the builder and the engine must not import torch."""
+def test_builder_and_engine_load_without_torch_or_training_code(tmp_path):
+    """A robot may have TensorRT but no PyTorch: the builder and the engine import neither torch nor any
+    training module."""
     script = (
         "import sys\n"
         "class NoTorch:\n"
@@ -158,7 +159,9 @@ def test_builder_and_engine_load_without_torch(tmp_path):
         "            raise ImportError('torch is not installed')\n"
         "sys.meta_path.insert(0, NoTorch())\n"
         "import lightlip_ros.engines.tensorrt_engine\n"
-        "from training.engine_builder import main\n"
+        "from training.deploy.engine_builder import main\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('training'))\n"
+        "assert loaded == ['training', 'training.deploy', 'training.deploy.engine_builder'], loaded\n"
         f"sys.exit(main([{str(tmp_path / 'missing.onnx')!r}]))\n")
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True,
                             timeout=120)

@@ -10,13 +10,13 @@ from lightlip_ros.face import FaceImageError
 from lightlip_ros.image_msgs import ImageFormatError
 from lightlip_ros.models import CheckpointError
 from lightlip_ros.pcm import PcmError
-from training.engine_builder import BuildError
-from training.layout import DataError
+from training.deploy.engine_builder import BuildError
+from training.data.layout import DataError
 from training.quant.export import ExportError
 from training.quant.plan import PlanError
 from training.quant.samples import SampleError
-from training.train_config import ConfigError
-from training.trainer import TrainingError
+from training.train.config import ConfigError
+from training.train.trainer import TrainingError
 
 
 @pytest.mark.parametrize("error_class", [AudioError, BuildError, CheckpointError, ConfigError, DataError, EngineError,

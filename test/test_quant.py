@@ -20,7 +20,7 @@ from training.quant.calibration import ActivationStats, collect_activation_stats
 from training.quant.emulation import emulate_int8, quantize_layers
 from training.quant.evaluate import comparison_image, evaluate_files, media_clip
 from training.quant.export import ExportError, export_precisions, insert_qdq, name_layers
-from training.quant.graph import float32_carrier, layer_precisions, read_metadata
+from lightlip_ros.engines.onnx_graph import float32_carrier, layer_precisions, read_metadata
 from training.quant.layers import fold_batchnorm, quantizable_layers
 from training.quant.numerics import fake_quantize, quantize_weight, scale_from_amax
 from training.quant.plan import QuantPlan

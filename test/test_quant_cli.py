@@ -9,9 +9,9 @@ import torch
 from conftest import ASSETS
 from lightlip_ros.models import save_generator, student
 from training.quant.cli import main
-from training.quant.graph import layer_precisions
+from lightlip_ros.engines.onnx_graph import layer_precisions
 from training.quant.samples import dataset_samples
-from training.synth import SynthConfig, generate_benchmark
+from training.data.synth import SynthConfig, generate_benchmark
 
 MEDIA = ["--face", str(ASSETS / "face.jpg"), "--audio", str(ASSETS / "speech.wav")]
 

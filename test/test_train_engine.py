@@ -4,9 +4,9 @@ import os
 import pytest
 import torch
 
-from training.generator_training import GeneratorRecipe
-from training.train_config import ConfigError, build_config
-from training.trainer import Trainer, TrainingError, load_training_state, save_training_state, lr_multiplier
+from training.train.generator_recipe import GeneratorRecipe
+from training.train.config import ConfigError, build_config
+from training.train.trainer import Trainer, TrainingError, load_training_state, save_training_state, lr_multiplier
 
 
 def tiny_student_config(**overrides):

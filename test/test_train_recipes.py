@@ -11,10 +11,10 @@ import torch
 import yaml
 
 from lightlip_ros.models import load_generator, load_syncnet, save_generator, student
-from training.generator_training import GeneratorRecipe
-from training.train_cli import main
-from training.train_config import build_config
-from training.trainer import Trainer, _move, load_training_state
+from training.train.generator_recipe import GeneratorRecipe
+from training.train.cli import main
+from training.train.config import build_config
+from training.train.trainer import Trainer, _move, load_training_state
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--steps", "2", "--batch-size", "2", "--val-every", "2", "--num-workers", "0", "--threads", "1",
@@ -25,7 +25,7 @@ TINY = ["--steps", "2", "--batch-size", "2", "--val-every", "2", "--num-workers"
 def synth_root(tmp_path_factory):
     """The smallest benchmark `lightlip-data synth` makes: the bundled face, 2 training sentences and one
     held-out sentence per val/test split (4 clips)."""
-    from training.synth import SynthConfig, generate_benchmark
+    from training.data.synth import SynthConfig, generate_benchmark
 
     root = tmp_path_factory.mktemp("synth")
     generate_benchmark(root, SynthConfig(sentences=2, heldout_sentences=1), log=lambda *_: None,
@@ -157,7 +157,7 @@ def test_resume_continues_with_identical_state(synth_root, tmp_path):
 def test_torchrun_two_cpu_processes_keep_identical_weights(synth_root, tmp_path):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "training.train_cli", "student", "--out", str(out), "--data", str(synth_root),
+               "-m", "training.train.cli", "student", "--out", str(out), "--data", str(synth_root),
                "--widths", "0.0625", "--set", "loss.sync=0", "--device", "cpu"] + TINY
     env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
@@ -193,8 +193,8 @@ def test_truth_terms_switch_off_on_data_without_truth(synth_root, tmp_path, capl
 
 
 def test_articulation_rows_follow_the_generators_frame_stacking():
-    from training.generator_training import GeneratorWithAdapters, time_major
-    from training.losses import ArticulationHead
+    from training.train.generator_recipe import GeneratorWithAdapters, time_major
+    from training.train.losses import ArticulationHead
 
     generator = student(0.0625).eval()
     model = GeneratorWithAdapters(generator, articulation_head=ArticulationHead(generator.widths.audio[-1]))
@@ -208,7 +208,7 @@ def test_articulation_rows_follow_the_generators_frame_stacking():
 
 
 def test_shape_net_judges_generated_frames_without_learning_from_them():
-    from training.losses import MouthShapeNet, frozen_call, lower_halves, masked_mse
+    from training.train.losses import MouthShapeNet, frozen_call, lower_halves, masked_mse
 
     net = MouthShapeNet()
     frames = torch.rand(2, 3, 5, 96, 96, requires_grad=True)
@@ -221,7 +221,7 @@ def test_shape_net_judges_generated_frames_without_learning_from_them():
 
 
 def test_mouth_reconstruction_counts_only_the_mouth_box():
-    from training.losses import mouth_mask, mouth_reconstruction_loss
+    from training.train.losses import mouth_mask, mouth_reconstruction_loss
 
     boxes = torch.tensor([[[30.0, 60.0, 66.0, 80.0]] * 5])  # (1, 5, 4)
     mask = mouth_mask(boxes, 96, 96, margin=2)

@@ -1,1 +1,3 @@
-"""Offline tools: data, lip-sync expert, teacher, distillation, quantization, engines, benchmarks."""
+"""Offline tools, by concern: data (layout, samples, preprocessing, the synthetic benchmark, evaluation),
+train (the lip-sync expert, teacher, distillation), quant (selective mixed precision) and deploy (TensorRT
+engines, latency benchmarks)."""

@@ -24,11 +24,11 @@ declare -A RUNS=(
 for name in a-l1 b-mouth c-audio-head d-shape-net e-rest-ref f-default; do
   if [ ! -f "$OUT/$name/summary.json" ]; then
     # shellcheck disable=SC2086
-    $PY -m training.train_cli student --out "$OUT/$name" "${COMMON[@]}" ${RUNS[$name]} 2>&1 \
+    $PY -m training.train.cli student --out "$OUT/$name" "${COMMON[@]}" ${RUNS[$name]} 2>&1 \
       | tr '\r' '\n' | grep -v "step/s" > "$OUT-$name.log" || true
   fi
 done
 models=()
 for name in a-l1 b-mouth c-audio-head d-shape-net e-rest-ref f-default; do models+=("$OUT/$name/model_last.pt"); done
-$PY -m training.data_cli eval runs/data-synth --split test --checkpoint "${models[@]}" --out "$OUT/eval-test" \
+$PY -m training.data.cli eval runs/data-synth --split test --checkpoint "${models[@]}" --out "$OUT/eval-test" \
   --threads 2 --quiet

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Round 6, step 1 (CPU, 2 cores): the teacher with the lip-sync recipe (training/configs/teacher.yaml levers),
+# Round 6, step 1 (CPU, 2 cores): the teacher with the lip-sync recipe (training/train/configs/teacher.yaml levers),
 # a generator of the student family at 1/2 widths (the 36 M-parameter Wav2Lip is ~16 s per step here).
 # Resumable across sessions: rerun the same command to continue from runs/round6/teacher.
 #   scripts/experiments/teacher_round6.sh [STEPS]   (default 20000)
@@ -13,5 +13,5 @@ COMMON+=(--set model.architecture=student --set model.widths=0.5)
 mkdir -p runs/round6
 RESUME=()
 [ -f "$OUT/checkpoints/last.pt" ] && RESUME=(--resume "$OUT")
-.venv/bin/python -m training.train_cli teacher --out "$OUT" "${COMMON[@]}" "${RESUME[@]}" 2>&1 \
+.venv/bin/python -m training.train.cli teacher --out "$OUT" "${COMMON[@]}" "${RESUME[@]}" 2>&1 \
   | stdbuf -oL tr "\r" "\n" | grep --line-buffered -v "step/s" >> "$OUT.log"

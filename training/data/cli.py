@@ -63,7 +63,7 @@ def build_parser():
     synth.add_argument("--out", required=True, help="output root")
     synth.add_argument("--portraits", nargs="*", default=[], help="folders of portrait images (identities)")
     synth.add_argument("--no-astronaut", action="store_true",
-                       help="do not use the astronaut photo (training/synth/astronaut.jpg) as an identity")
+                       help="do not use the astronaut photo (training/data/synth/astronaut.jpg) as an identity")
     synth.add_argument("--identities", type=_non_negative_int, default=0,
                        help="training identities (default: all that are not held out)")
     synth.add_argument("--heldout-identities", type=int, default=-1,

@@ -1,4 +1,4 @@
-"""Wav2Lip training samples from the Wav2Lip layout (see training.layout): generator and lip-sync expert.
+"""Wav2Lip training samples from the Wav2Lip layout (see training.data.layout): generator and lip-sync expert.
 
 Conventions, as Wav2Lip's training code samples them (facts, not code, carried over):
 - A sample is a window of T=5 consecutive frames starting at frame s, crops resized to 96x96, BGR in [0, 1].
@@ -104,7 +104,7 @@ def clip_audio(clip_dir):
 
 @functools.lru_cache(maxsize=4096)
 def clip_truth(clip_dir):
-    """A clip's synthetic truth (training.layout.read_truth), cached; None for clips without it."""
+    """A clip's synthetic truth (training.data.layout.read_truth), cached; None for clips without it."""
     return read_truth(clip_dir)
 
 

@@ -2,14 +2,14 @@
 
 Generation uses the inputs of Wav2Lip inference: the ground-truth frame with its lower half masked (it gives
 head pose and framing) plus one reference frame of the clip (identity), and the mel window of each frame in
-the training convention (see training.dataset). Metrics per model, averaged over clips:
+the training convention (see training.data.dataset). Metrics per model, averaged over clips:
 
 - psnr / ssim: on the mouth region (the synthetic truth's lips box plus a margin; the lower half of the crop
   for clips without truth), generated vs ground-truth frame, 8-bit BGR. A clip's PSNR comes from its mean
   squared error over frames (inf only when every frame is identical). The reference frame itself is not
   evaluated (its answer is in the input).
 - lmd: mean distance (pixels of the 96x96 crop) between the 20 mouth landmarks of the generated and the
-  ground-truth frame, both measured by the independent landmarker (training.landmarks) in the face box
+  ground-truth frame, both measured by the independent landmarker (training.data.landmarks) in the face box
   found on the ground-truth frame.
 - open_corr_truth / open_corr_frames: Pearson correlation over a clip's frames between the landmarker's
   mouth opening on generated frames and the ground-truth jaw track (synthetic truth) / the opening measured

@@ -59,7 +59,7 @@ def count_frames(clip_dir):
 
 
 def read_truth(clip_dir):
-    """The synthetic ground truth of a clip (see training.synth), or None for clips without it."""
+    """The synthetic ground truth of a clip (see training.data.synth), or None for clips without it."""
     path = Path(clip_dir) / TRUTH_NAME
     if not path.is_file():
         return None

@@ -1,4 +1,4 @@
-"""Videos (any frame rate, size or container ffmpeg reads) -> the Wav2Lip layout (see training.layout).
+"""Videos (any frame rate, size or container ffmpeg reads) -> the Wav2Lip layout (see training.data.layout).
 
 Per video: ffmpeg resamples the video to 25 fps and the audio to 16 kHz mono; the face is found on every
 frame (or every Nth) with LightLip's own detector (lightlip_ros.face.FaceDetector, the one inference uses),

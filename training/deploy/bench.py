@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from lightlip_ros import ASSETS
 from lightlip_ros.atomic_files import atomic_write_json, atomic_write_text
 from lightlip_ros.engines import (ENGINE_NAMES, FP32, INT8, MIXED, ONNXRUNTIME, PRECISIONS, TENSORRT, TORCH,
                                   EngineError, EngineOptions)
@@ -49,7 +50,6 @@ from training.quant.layers import fold_batchnorm, quantizable_layers
 from training.quant.plan import LayerPlan, QuantPlan
 from training.quant.samples import SampleSet
 
-ASSETS = Path(__file__).resolve().parents[1] / "lightlip_ros" / "assets"
 ENGINES = tuple(reversed(ENGINE_NAMES))  # the reference first
 MODELS = ("teacher", "student")
 # Each model's inputs: the bundled face and speech (as many frames as the largest batch needs).
@@ -201,7 +201,7 @@ def open_engines(label, checkpoint: Path, files: dict, engines, batches, work_di
             skips.append(Skip(label, TENSORRT, "all", problem))
         else:
             from lightlip_ros.engines.tensorrt_engine import TensorRTEngine
-            from training.engine_builder import BuildError, build_engine
+            from training.deploy.engine_builder import BuildError, build_engine
             for precision, path in files.items():
                 engine_path = path.with_suffix(".engine")
                 try:

@@ -6,7 +6,7 @@
 The precision of every layer is already in the ONNX file (Q/DQ for INT8, float16 tensors for FP16), so the
 build is strongly typed: TensorRT 11 always is, and TensorRT 10.x (JetPack 6 ships 10.3) is asked for it with
 NetworkDefinitionCreationFlag.STRONGLY_TYPED. Should a 10.x strongly typed build fail, the same graph is
-built weakly typed instead, read with float32 tensors and Q/DQ scales (training.quant.graph.float32_carrier;
+built weakly typed instead, read with float32 tensors and Q/DQ scales (lightlip_ros.engines.onnx_graph.float32_carrier;
 older 10.x parsers take no float16 scales): FP16/INT8 builder flags, and every layer the file holds in FP16
 constrained to FP16 (OBEY_PRECISION_CONSTRAINTS), the Q/DQ layers giving INT8. TF32 is off, so FP32 means
 FP32.
@@ -27,9 +27,9 @@ import onnx
 
 from lightlip_ros.atomic_files import atomic_write_bytes, atomic_write_json
 from lightlip_ros.engines.base import FP16, FP32, INT8, META_ARCHITECTURE, EngineError
+from lightlip_ros.engines.onnx_graph import float32_carrier, layer_precisions, read_metadata
 from lightlip_ros.engines.tensorrt_engine import SIDECAR_FORMAT, SIDECAR_VERSION, cuda_device, sidecar_path
 from lightlip_ros.errors import LightLipError, run_command
-from training.quant.graph import float32_carrier, layer_precisions, read_metadata
 
 TYPINGS = ("auto", "strong", "weak")
 # Layers that carry no arithmetic of their own: never given a precision constraint in a weak build.

@@ -1,6 +1,6 @@
 """The quality table: every exported file run by ONNX Runtime under the benchmark's own protocol.
 
-Clips are evaluated exactly as `lightlip-data eval` evaluates checkpoints (training.evaluate: ground-truth
+Clips are evaluated exactly as `lightlip-data eval` evaluates checkpoints (training.data.evaluate: ground-truth
 frame with its lower half masked + the clip's first frame as reference, every frame of every clip, PSNR and
 SSIM of 8-bit frames over the mouth region, averaged per clip then over clips); only the generator differs:
 an ONNX file in ONNX Runtime with graph optimisations disabled, so that each QuantizeLinear/DequantizeLinear
@@ -22,12 +22,12 @@ from tqdm import tqdm
 
 from lightlip_ros.audio import FPS, MEL_STEP_SIZE, SAMPLE_RATE, load_audio, melspectrogram
 from lightlip_ros.engines.base import FP16, FP32, INT8
+from lightlip_ros.engines.onnx_graph import layer_precisions
 from lightlip_ros.face import CROP_SIZE
-from training.dataset import training_mel_start
-from training.evaluate import EvalClip, clip_metrics, generate_clip, load_eval_clip, mouth_region
-from training.layout import DataError, read_filelist
+from training.data.dataset import training_mel_start
+from training.data.evaluate import EvalClip, clip_metrics, generate_clip, load_eval_clip, mouth_region
+from training.data.layout import DataError, read_filelist
 
-from .graph import layer_precisions
 from .samples import SampleError, face_input
 from .sensitivity import PSNR_CAP_DB, psnr_db
 
@@ -45,7 +45,7 @@ class FileQuality:
 
 
 class OnnxGenerator:
-    """An ONNX generator as the callable training.evaluate expects: (mels, faces) tensors -> frames tensor.
+    """An ONNX generator as the callable training.data.evaluate expects: (mels, faces) tensors -> frames tensor.
     Keeps the float outputs of the last clip (`outputs`) for comparisons finer than 8 bits."""
 
     def __init__(self, path, threads: int = 1):

@@ -26,14 +26,14 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from lightlip_ros.errors import LightLipError
 from lightlip_ros.atomic_files import atomic_write, atomic_write_json, atomic_write_text
 from lightlip_ros.engines.base import FP16, FP32, INT8, MIXED, PRECISIONS
 from lightlip_ros.engines.onnx_export import export_generator_onnx
+from lightlip_ros.engines.onnx_graph import CONV_OPS, METADATA_PREFIX, cast_float_tensors, layer_precisions
+from lightlip_ros.errors import LightLipError
 from lightlip_ros.models import weight_fingerprint
 
 from .emulation import LayerQuantization, quantize_layers
-from .graph import CONV_OPS, METADATA_PREFIX, cast_float_tensors, layer_precisions
 from .layers import fold_batchnorm, quantizable_layers
 from .plan import QuantPlan
 

@@ -19,9 +19,9 @@ from lightlip_ros.engines.base import FACE_SHAPE, FRAME_SHAPE, MEL_SHAPE
 from lightlip_ros.errors import LightLipError
 from lightlip_ros.face import FaceCache
 from lightlip_ros.models.syncnet import SYNC_FRAMES
-from training.dataset import Wav2LipDataset
-from training.evaluate import mouth_region
-from training.layout import DataError, read_filelist, read_truth
+from training.data.dataset import Wav2LipDataset
+from training.data.evaluate import mouth_region
+from training.data.layout import DataError, read_filelist, read_truth
 
 
 class SampleError(LightLipError, ValueError):
@@ -45,7 +45,7 @@ def face_input(image_path) -> np.ndarray:
 class SampleSet:
     """mel (N,1,80,16), face (N,6,96,96) and target (N,3,96,96) float32 tensors; regions (N,4) int64: each
     frame's mouth region (x1, y1, x2, y2) in the 96x96 crop, where quality is measured (the benchmark's
-    region, training.evaluate.mouth_region); `source` says where they came from (reports, cache keys)."""
+    region, training.data.evaluate.mouth_region); `source` says where they came from (reports, cache keys)."""
     mel: torch.Tensor
     face: torch.Tensor
     target: torch.Tensor
@@ -105,7 +105,7 @@ class SampleSet:
 
 
 def dataset_samples(root, split: str, count: int, seed: int = 0) -> SampleSet:
-    """`count` frames from a Wav2Lip-layout data set (training.dataset): 5-frame windows spread evenly over
+    """`count` frames from a Wav2Lip-layout data set (training.data.dataset): 5-frame windows spread evenly over
     the split's clips and drawn with `seed`, each frame one sample (masked crop + reference, its mel window,
     its crop as target)."""
     if count < 1:

@@ -182,7 +182,7 @@ def make_plan(model: nn.Module, calibration: SampleSet, evaluation: SampleSet, m
         calibration={"method": method, "percentile": percentile, "samples": calibration.source,
                      "sample_count": len(calibration), "bins": DEFAULT_BINS, "batch_size": batch_size},
         evaluation={"samples": evaluation.source, "sample_count": len(evaluation),
-                    "region": "mouth region (training.evaluate.mouth_region: lips box + margin, else lower half)",
+                    "region": "mouth region (training.data.evaluate.mouth_region: lips box + margin, else lower half)",
                     "fp32_psnr_db": evaluator.fp32.psnr_db},
         budget={"top_k": top_k} if top_k is not None else {"max_psnr_drop_db": max_psnr_drop_db},
         layers=layers,

@@ -6,9 +6,9 @@
         --out runs/student
     lightlip-train student ...        # the same student recipe without a teacher (baseline)
 
-Every run starts from `training/configs/<recipe>.yaml`; `--config FILE` and `--set section.key=value`
+Every run starts from `training/train/configs/<recipe>.yaml`; `--config FILE` and `--set section.key=value`
 override it, and named flags override both. The effective config is saved as <out>/config.yaml.
-Multi-GPU / multi-node: `torchrun --nproc_per_node N -m training.train_cli distill ...`.
+Multi-GPU / multi-node: `torchrun --nproc_per_node N -m training.train.cli distill ...`.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lightlip_ros.errors import run_command
 
-from .train_config import ConfigError, build_config, merge, parse_override, set_key
+from .config import ConfigError, build_config, merge, parse_override, set_key
 
 RECIPES = {
     "syncnet": "the lip-sync expert (SyncNet, BCE on cosine similarity of in-sync/off-sync pairs)",
@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(recipe, help=description, description=description)
         sub.add_argument("--out", type=Path, help="run directory (checkpoints, TensorBoard, config.yaml, "
                                                   "model.pt); defaults to the resumed run's directory")
-        sub.add_argument("--config", type=Path, help="YAML file overriding training/configs/%s.yaml" %
+        sub.add_argument("--config", type=Path, help="YAML file overriding training/train/configs/%s.yaml" %
                          ("distill" if recipe == "student" else recipe))
         sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="override one config key, e.g. --set loss.feature_distill=0.5 (repeatable)")
@@ -81,7 +81,7 @@ def _config_for(args) -> dict:
 
         config = load_training_state(args.resume)["config"]
         if args.config is not None:
-            from .train_config import read_yaml
+            from .config import read_yaml
 
             config = merge(config, read_yaml(args.config))
         for text in args.overrides:
@@ -108,10 +108,10 @@ def _run_dir(args) -> Path:
 
 def _recipe_class(recipe: str):
     if recipe == "syncnet":
-        from .syncnet_training import SyncNetRecipe
+        from .syncnet_recipe import SyncNetRecipe
 
         return SyncNetRecipe
-    from .generator_training import GeneratorRecipe
+    from .generator_recipe import GeneratorRecipe
 
     return GeneratorRecipe
 

@@ -19,7 +19,7 @@ class ConfigError(LightLipError, ValueError):
 
 
 def default_config(recipe: str) -> dict:
-    """The defaults of one recipe (`training/configs/<recipe>.yaml`)."""
+    """The defaults of one recipe (`training/train/configs/<recipe>.yaml`)."""
     return read_yaml(CONFIG_DIR / f"{recipe}.yaml")
 
 

@@ -13,7 +13,7 @@ in any of them):
 
 The articulation terms need the synthetic truth's mouth shapes (jaw, spread, round); on data without
 truth.json they switch off (one log line), per sample on mixed data. The mouth box is the truth's lips box,
-or a fixed box of the crop (training.dataset.MOUTH_PRIOR_BOX) for clips without truth. The shape net is fitted
+or a fixed box of the crop (training.data.dataset.MOUTH_PRIOR_BOX) for clips without truth. The shape net is fitted
 to ground-truth frames only, so it judges the mouth's shape and is never trained to tell generated frames
 apart (no adversarial game).
 
@@ -31,7 +31,7 @@ from lightlip_ros.engines.base import FACE_SHAPE, MEL_SHAPE
 from lightlip_ros.models import (CheckpointError, GeneratorWidths, build_generator, load_generator, load_syncnet,
                                  save_generator, unwrap_model)
 
-from .dataset import SHAPE_DIMENSIONS, AudioAugment, Wav2LipDataset, clip_truth
+from ..data.dataset import SHAPE_DIMENSIONS, AudioAugment, Wav2LipDataset, clip_truth
 from .losses import (ArticulationHead, FeatureAdapters, MouthShapeNet, expert_sync_loss, feature_distillation_loss,
                      frozen_call, lower_halves, masked_mse, mouth_reconstruction_loss, output_distillation_loss,
                      reconstruction_loss)

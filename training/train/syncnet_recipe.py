@@ -5,7 +5,7 @@ from __future__ import annotations
 from lightlip_ros.models import CheckpointError, SyncNet, load_syncnet, save_syncnet, sync_loss
 from lightlip_ros.models.syncnet import sync_similarity
 
-from .dataset import SyncPairDataset
+from ..data.dataset import SyncPairDataset
 from .trainer import Recipe, TrainingError, dataset_pair
 
 

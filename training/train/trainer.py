@@ -36,8 +36,8 @@ from lightlip_ros.errors import LightLipError, first_line
 from lightlip_ros.atomic_files import atomic_write, atomic_write_text
 from lightlip_ros.models import weight_fingerprint
 
-from .layout import DataError
-from .train_config import write_config
+from ..data.layout import DataError
+from .config import write_config
 
 CHECKPOINT_VERSION = 1
 

@@ -1,8 +1,8 @@
 """The synthetic talking-face benchmark: plan, render and write clips in the Wav2Lip layout with truth.
 
-Identities are real face photos; speech is espeak-ng or Festival (training.synth.speech); each clip's
-mouth follows the phonemes of its own audio (training.synth.visemes) and is rendered into the photo
-(training.synth.render). What the benchmark measures honestly: whether a model maps speech to the
+Identities are real face photos; speech is espeak-ng or Festival (training.data.synth.speech); each clip's
+mouth follows the phonemes of its own audio (training.data.synth.visemes) and is rendered into the photo
+(training.data.synth.render). What the benchmark measures honestly: whether a model maps speech to the
 *rendered* mouth motion (jaw, spread, rounding) of unseen faces and unseen sentences. It does not measure
 realism of teeth, tongue or skin, nor real-world speech: for those, use recordings (``lightlip-data
 preprocess``).

@@ -1,7 +1,7 @@
 """Helper program: synthesise speech with libespeak-ng and report its phoneme events.
 
 espeak-ng is GPL-3, so LightLip never loads it into its own processes: this module runs only as a separate
-program, run by file path with no LightLip imports, one process per utterance, by ``training.synth.speech``.
+program, run by file path with no LightLip imports, one process per utterance, by ``training.data.synth.speech``.
 The request is one JSON line on stdin ``{"text", "voice", "rate", "pitch"}``; the helper answers one JSON
 line ``{"sample_rate", "n_samples", "phonemes": [[name, start_sample], ...]}`` followed by the waveform as
 n_samples native-endian int16 values, or ``{"error": "..."}`` alone.

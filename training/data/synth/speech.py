@@ -3,7 +3,7 @@
 A voice is named ``<engine>:<voice>``; a name without an engine is an espeak-ng voice.
 
 - espeak-ng (formant synthesis, many accents and variants): the waveform and the phoneme start samples come
-  from one libespeak-ng synthesis run, made in a separate helper process (``training/synth/espeak_events.py``:
+  from one libespeak-ng synthesis run, made in a separate helper process (``training/data/synth/espeak_events.py``:
   espeak-ng is GPL-3 and is never loaded into LightLip's own processes). espeak-ng reports the sample at
   which each phoneme starts while it renders the audio, so the timings are exact for the audio written.
 - Festival (Debian ``festival`` with ``festvox-kallpc16k``, ``festvox-kdlpc16k``: diphone voices cut from
@@ -11,7 +11,7 @@ A voice is named ``<engine>:<voice>``; a name without an engine is an espeak-ng 
   recordings; all under permissive licences that allow use and redistribution with the notice kept): the
   utterance's Segment relation gives each phone's end time in the waveform it synthesised, again exact.
   Festival's phones (the US "radio" set, ARPAbet) are renamed to espeak-ng's mnemonics, the names the mouth
-  shapes (training.synth.visemes) are defined for.
+  shapes (training.data.synth.visemes) are defined for.
 
 Both run as separate programs, one process per utterance, so every clip is reproducible.
 """
