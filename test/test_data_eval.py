@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from lightlip_ros.engines.onnx_export import export_generator_onnx
 from lightlip_ros.models import SyncNet, save_generator, save_syncnet, student
 from training.data.cli import main
 from training.data.evaluate import (GROUND_TRUTH, REFERENCE_COPY, evaluate, evaluate_speech, markdown_table,
-                                    pause_frames, psnr, speech_metrics, ssim, sync_signal, write_report)
+                                    open_model, pause_frames, psnr, speech_metrics, ssim, sync_signal,
+                                    write_report)
 from training.data.landmarks import load_landmarker, mouth_opening, mouth_points
 from training.data.layout import read_filelist, read_truth
 from training.data.synth import SynthConfig, generate_benchmark
@@ -106,6 +108,21 @@ def test_evaluate_report_with_baselines_and_a_generator(tiny, tmp_path):
     assert (tmp_path / "out" / "eval.md").read_text() == table
 
 
+def test_a_checkpoint_and_its_onnx_export_are_evaluated_alike(tiny, tmp_path):
+    """One driver for every kind of model file: the same metrics from a .pt in PyTorch and from its ONNX
+    export in ONNX Runtime (a TensorRT .engine goes the same way where TensorRT exists)."""
+    torch.manual_seed(0)
+    model = student(0.125).eval()
+    checkpoint = save_generator(model, tmp_path / "student.pt")
+    exported = export_generator_onnx(model, tmp_path / "student.onnx")
+    report = evaluate(tiny, "test", [checkpoint, exported], baselines=False, progress=False, log=lambda *_: None)
+    from_torch, from_onnx = (report["models"][str(path)] for path in (checkpoint, exported))
+    assert from_torch["frames"] == from_onnx["frames"] > 20
+    for metric in ("psnr", "ssim", "lmd", "open_std_ratio"):
+        assert from_onnx[metric] == pytest.approx(from_torch[metric], rel=1e-3, abs=1e-3), metric
+    assert open_model(exported).name == "onnxruntime" and open_model(checkpoint).name == "torch"
+
+
 def test_sync_signal_finds_lip_sync_in_synthetic_data(tiny):
     summaries = [sync_signal(tiny, split, progress=False)["summary"] for split in ("train", "val", "test")]
     assert all(summary["landmarks_missed"] == 0 for summary in summaries)
@@ -122,8 +139,8 @@ def test_cli_reports_user_errors_in_one_line(tiny, tmp_path, capsys):
     assert main(["eval", str(tmp_path / "missing")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no such file list" in err
-    assert main(["eval", str(tiny), "--checkpoint", str(tmp_path / "nope.pth")]) == 1
-    assert "no such checkpoint" in capsys.readouterr().err
+    assert main(["eval", str(tiny), "--model", str(tmp_path / "nope.pth")]) == 1
+    assert "no such model file" in capsys.readouterr().err
     broken = tmp_path / "broken.pth"
     broken.write_bytes(b"not a checkpoint")
     assert main(["eval", str(tiny), "--checkpoint", str(broken)]) == 1

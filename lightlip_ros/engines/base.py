@@ -41,9 +41,14 @@ class EngineOptions:
     threads: CPU threads one inference may use (ONNX Runtime intra-op threads, torch.set_num_threads).
     cache_dir: where ONNX exports of PyTorch checkpoints are kept; None: $XDG_CACHE_HOME/lightlip or
         ~/.cache/lightlip.
+    exact_graph: ONNX Runtime runs the graph as written, without its graph optimisations, so that each
+        QuantizeLinear/DequantizeLinear and FP16 operator computes as a strongly typed TensorRT build does
+        instead of being fused into ONNX Runtime's own integer kernels (which round differently). For
+        measuring a file's quality, not for speed.
     """
     threads: int = 1
     cache_dir: Optional[Path] = None
+    exact_graph: bool = False
 
     def __post_init__(self):
         if int(self.threads) < 1:

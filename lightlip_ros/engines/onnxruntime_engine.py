@@ -99,6 +99,7 @@ class OnnxRuntimeEngine(InferenceEngine):
             onnx_path, self.cached = export_checkpoint(source, options.cache_dir)
             self.exported = not self.cached
         self.threads = int(options.threads)
+        self.exact_graph = bool(options.exact_graph)
         try:
             self._load(onnx, onnxruntime, onnx_path)
         except EngineError:
@@ -127,7 +128,8 @@ class OnnxRuntimeEngine(InferenceEngine):
         settings.intra_op_num_threads = self.threads
         settings.inter_op_num_threads = 1
         settings.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        settings.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        settings.graph_optimization_level = (onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL if self.exact_graph
+                                             else onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL)
         # Idle worker threads would otherwise spin between frames and burn a core for nothing.
         settings.add_session_config_entry("session.intra_op.allow_spinning", "0")
         settings.log_severity_level = 3

@@ -30,5 +30,5 @@ for name in a-l1 b-mouth c-audio-head d-shape-net e-rest-ref f-default; do
 done
 models=()
 for name in a-l1 b-mouth c-audio-head d-shape-net e-rest-ref f-default; do models+=("$OUT/$name/model_last.pt"); done
-$PY -m training.data.cli eval runs/data-synth --split test --checkpoint "${models[@]}" --out "$OUT/eval-test" \
+$PY -m training.data.cli eval runs/data-synth --split test --model "${models[@]}" --out "$OUT/eval-test" \
   --threads 2 --quiet

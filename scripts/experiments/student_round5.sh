@@ -15,9 +15,9 @@ RESUME=()
 [ -f "$OUT/checkpoints/last.pt" ] && RESUME=(--resume "$OUT")
 $PY -m training.train.cli student --out "$OUT" "${COMMON[@]}" "${RESUME[@]}" 2>&1 | stdbuf -oL tr "\r" "\n" \
   | grep --line-buffered -v "step/s" > "$OUT.log"
-$PY -m training.data.cli eval runs/data-synth --split test --checkpoint "$OUT/model_last.pt" \
+$PY -m training.data.cli eval runs/data-synth --split test --model "$OUT/model_last.pt" \
   lightlip_ros/assets/student.pt --out runs/round5/eval-test --threads 2 --quiet
-$PY -m training.data.cli eval-speech --checkpoint "$OUT/model_last.pt" lightlip_ros/assets/student.pt \
+$PY -m training.data.cli eval-speech --model "$OUT/model_last.pt" lightlip_ros/assets/student.pt \
   --audio "$SHARED"/speech/*.wav --face lightlip_ros/assets/face.jpg training/data/synth/astronaut.jpg \
   "$SHARED"/portraits/art_12.jpg \
   "$SHARED"/portraits/art_13.jpg --out runs/round5/speech --threads 2 --quiet

@@ -80,12 +80,13 @@ def build_parser():
     synth.add_argument("--workers", type=_positive_int, default=1, help="parallel processes (default 1)")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    ev = commands.add_parser("eval", help="PSNR/SSIM/LMD/mouth-opening/sync of generator checkpoints",
-                             description="Evaluate generator checkpoints on a split; writes eval.md and "
-                                         "eval.json and prints the table.")
+    ev = commands.add_parser("eval", help="PSNR/SSIM/LMD/mouth-opening/sync of generator models",
+                             description="Evaluate generator models (PyTorch checkpoints, ONNX files, TensorRT "
+                                         "engines) on a split; writes eval.md and eval.json and prints the table.")
     ev.add_argument("root", help="data root (Wav2Lip layout)")
     ev.add_argument("--split", default="test", choices=SPLITS)
-    ev.add_argument("--checkpoint", nargs="*", default=[], help="generator checkpoints (teacher or student)")
+    ev.add_argument("--model", "--checkpoint", dest="models", nargs="*", default=[],
+                    help="generator files: checkpoints (teacher or student), .onnx files, TensorRT .engine files")
     ev.add_argument("--syncnet", help="SyncNet checkpoint for LSE-D/LSE-C")
     ev.add_argument("--max-clips", type=_positive_int, help="evaluate only the first N clips")
     ev.add_argument("--reference", choices=("first", "random"), default="first",
@@ -94,22 +95,24 @@ def build_parser():
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--no-baselines", action="store_true", help="leave out the ground-truth and reference-copy rows")
     ev.add_argument("--out", help="folder for eval.md and eval.json")
-    ev.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
+    ev.add_argument("--threads", type=_positive_int, default=1, help="CPU threads per inference (default 1)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
 
     speech = commands.add_parser("eval-speech", help="does the generated mouth follow speech that has no video?",
-                                 description="Drive generator checkpoints with speech files on still faces, "
+                                 description="Drive generator models (checkpoints, ONNX files, TensorRT engines) "
+                                             "with speech files on still faces, "
                                              "prepared as the node prepares them, and measure the generated "
                                              "mouth opening (landmarker inner-lip gap over the outer eye "
                                              "corners' distance): its correlation with the speech envelope, "
                                              "its spread and 95th percentile, and its mean in pauses and in "
                                              "speech. Real speakers: std 0.02-0.06, p95 0.08-0.22.")
-    speech.add_argument("--checkpoint", nargs="+", required=True, help="generator checkpoints")
+    speech.add_argument("--model", "--checkpoint", dest="models", nargs="+", required=True,
+                        help="generator files: checkpoints, .onnx files, TensorRT .engine files")
     speech.add_argument("--audio", nargs="+", required=True, help="speech files (any rate and channels)")
     speech.add_argument("--face", nargs="+",
                         help="face images (default: the bundled face)")
     speech.add_argument("--out", help="folder for speech.md and speech.json")
-    speech.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
+    speech.add_argument("--threads", type=_positive_int, default=1, help="CPU threads per inference (default 1)")
     speech.add_argument("--quiet", action="store_true", help="no progress bar")
 
     signal = commands.add_parser("sync-signal", help="does the data carry lip sync? landmarker mouth opening "
@@ -154,11 +157,11 @@ def _eval(args):
     from .evaluate import evaluate, markdown_table, write_report
 
     torch.set_num_threads(args.threads)
-    for path in args.checkpoint + ([args.syncnet] if args.syncnet else []):
+    for path in args.models + ([args.syncnet] if args.syncnet else []):
         if not Path(path).is_file():
-            raise DataError(f"{path}: no such checkpoint")
-    report = evaluate(args.root, args.split, args.checkpoint, args.syncnet, args.max_clips, args.reference,
-                      args.seed, baselines=not args.no_baselines, progress=not args.quiet)
+            raise DataError(f"{path}: no such model file")
+    report = evaluate(args.root, args.split, args.models, args.syncnet, args.max_clips, args.reference,
+                      args.seed, baselines=not args.no_baselines, threads=args.threads, progress=not args.quiet)
     table = markdown_table(report)
     print(table, end="")
     if args.out:
@@ -175,10 +178,10 @@ def _eval_speech(args):
 
     torch.set_num_threads(args.threads)
     args.face = args.face or [str(BUNDLED_FACE)]
-    for path in args.checkpoint + args.audio + args.face:
+    for path in args.models + args.audio + args.face:
         if not Path(path).is_file():
             raise DataError(f"{path}: no such file")
-    report = evaluate_speech(args.checkpoint, args.audio, args.face, progress=not args.quiet)
+    report = evaluate_speech(args.models, args.audio, args.face, threads=args.threads, progress=not args.quiet)
     table = speech_markdown(report)
     print(table, end="")
     if args.out:

@@ -38,7 +38,8 @@ import torch
 from lightlip_ros.atomic_files import atomic_write_json, atomic_write_text
 from lightlip_ros.audio import FPS, MEL_STEP_SIZE, SAMPLE_RATE, load_audio
 from lightlip_ros.face import CROP_SIZE
-from lightlip_ros.models import load_generator, load_syncnet, syncnet_face_input
+from lightlip_ros.engines import TORCH, EngineError, EngineOptions, InferenceEngine, select_engine
+from lightlip_ros.models import load_syncnet, syncnet_face_input
 from lightlip_ros.models.syncnet import SYNC_FRAMES
 
 from .dataset import (clip_mel, frames_to_tensor, mask_lower_half, mel_window, read_frames, sync_mel_start,
@@ -190,20 +191,39 @@ def load_eval_clip(root, clip, reference="first", seed=0):
     return EvalClip(clip, frames, mel, indices, reference_index, truth, pauses)
 
 
-def generate_clip(generator, clip, batch_size=64):
-    """(len(clip.indices), 96, 96, 3) uint8 frames generated for the evaluated frames of a clip."""
+def open_model(path, threads: int = 1) -> InferenceEngine:
+    """The engine that runs a generator file for evaluation, by its kind: a checkpoint in PyTorch, an ONNX
+    file in ONNX Runtime with its graph as written (EngineOptions.exact_graph), a TensorRT engine in
+    TensorRT. The same metrics then measure a model wherever it was converted, on the robot too."""
+    try:
+        engine, _ = select_engine(path, TORCH, options=EngineOptions(threads=threads, exact_graph=True))
+    except EngineError as error:
+        raise DataError(str(error)) from error
+    return engine
+
+
+def generate_clip_outputs(engine: InferenceEngine, clip, batch_size=64) -> np.ndarray:
+    """(len(clip.indices), 3, 96, 96) float32 generator outputs for the evaluated frames of a clip."""
     reference = frames_to_tensor(clip.frames[clip.reference][None])[:, 0]
     outputs = []
-    with torch.inference_mode():
-        for begin in range(0, len(clip.indices), batch_size):
-            batch = clip.indices[begin:begin + batch_size]
-            targets = frames_to_tensor(clip.frames[batch])  # (3, B, H, W)
-            faces = torch.stack([torch.cat([mask_lower_half(targets[:, k]), reference], dim=0)
-                                 for k in range(len(batch))])
-            mels = torch.stack([mel_window(clip.mel, training_mel_start(int(i))) for i in batch])
-            out = generator(mels, faces)
-            outputs.append((out.clamp(0, 1).mul(255).add(0.5).to(torch.uint8).permute(0, 2, 3, 1)).numpy())
+    for begin in range(0, len(clip.indices), batch_size):
+        batch = clip.indices[begin:begin + batch_size]
+        targets = frames_to_tensor(clip.frames[batch])  # (3, B, H, W)
+        faces = torch.stack([torch.cat([mask_lower_half(targets[:, k]), reference], dim=0)
+                             for k in range(len(batch))])
+        mels = torch.stack([mel_window(clip.mel, training_mel_start(int(i))) for i in batch])
+        outputs.append(engine.infer(mels.numpy(), faces.numpy()))
     return np.concatenate(outputs)
+
+
+def to_frames(outputs: np.ndarray) -> np.ndarray:
+    """Generator outputs (B, 3, H, W) in [0, 1] to (B, H, W, 3) uint8 frames (rounded)."""
+    return (np.clip(outputs, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+def generate_clip(engine: InferenceEngine, clip, batch_size=64) -> np.ndarray:
+    """(len(clip.indices), 96, 96, 3) uint8 frames generated for the evaluated frames of a clip."""
+    return to_frames(generate_clip_outputs(engine, clip, batch_size))
 
 
 def reference_copy_clip(clip):
@@ -303,19 +323,16 @@ def _mean(values):
     return math.inf if any(v == math.inf for v in values) else float(np.mean(values))
 
 
-def evaluate(root, split, checkpoints=(), syncnet_path=None, max_clips=None, reference="first", seed=0,
-             baselines=True, landmarker="auto", batch_size=64, log=print, progress=True):
-    """Evaluate checkpoints (and the baselines) on a split; returns the JSON-ready report."""
+def evaluate(root, split, model_paths=(), syncnet_path=None, max_clips=None, reference="first", seed=0,
+             baselines=True, landmarker="auto", batch_size=64, threads=1, log=print, progress=True):
+    """Evaluate generator files (checkpoints, ONNX files, TensorRT engines: open_model) and the baselines on
+    a split; returns the JSON-ready report."""
     from tqdm import tqdm
 
     clips = read_filelist(root, split)[:max_clips] if max_clips else read_filelist(root, split)
     if not clips:
         raise DataError(f"{root}: the {split} file list is empty")
-    models = {}
-    for path in checkpoints:
-        model = load_generator(path)
-        model.eval()
-        models[str(path)] = model
+    models = {str(path): open_model(path, threads) for path in model_paths}
     syncnet = None
     if syncnet_path is not None:
         syncnet = load_syncnet(syncnet_path)
@@ -465,20 +482,15 @@ def speech_envelope(wav, n_frames, fps=FPS):
     return np.convolve(rms, kernel, mode="same")
 
 
-def speech_openings(generator, model_input, wav, landmarker, batch_size=64):
+def speech_openings(engine: InferenceEngine, model_input, wav, landmarker, batch_size=64):
     """Relative mouth openings (NaN where no landmarks) of the frames a generator draws for speech `wav`
     on a prepared face (its (6, 96, 96) model input), exactly as the node renders them."""
     from lightlip_ros.stream import offline_mel_windows
 
-    windows = torch.from_numpy(offline_mel_windows(wav))
-    face = torch.from_numpy(np.array(model_input, np.float32))[None]
-    crops = []
-    with torch.inference_mode():
-        for begin in range(0, len(windows), batch_size):
-            mels = windows[begin:begin + batch_size]
-            out = generator(mels, face.expand(len(mels), -1, -1, -1))
-            crops.append(out.clamp(0, 1).mul(255).add(0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy())
-    crops = np.concatenate(crops)
+    windows = offline_mel_windows(wav)
+    faces = np.broadcast_to(np.asarray(model_input, np.float32), (batch_size, *np.shape(model_input)))
+    batches = [windows[begin:begin + batch_size] for begin in range(0, len(windows), batch_size)]
+    crops = np.concatenate([to_frames(engine.infer(mels, faces[:len(mels)])) for mels in batches])
     still = np.ascontiguousarray((model_input[3:].transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8))
     box = landmarker.detect(still)
     openings = np.full(len(crops), np.nan)
@@ -503,9 +515,9 @@ def speech_metrics(openings, wav):
             **opening_statistics(values, pauses[found])}
 
 
-def evaluate_speech(checkpoints, audio_files, face_files, landmarker="auto", progress=True):
-    """Every checkpoint on every (face, speech) pair: one row of speech_metrics per model, face and audio.
-    The face is prepared as the node prepares it; frame k shows the audio at k/25 s."""
+def evaluate_speech(model_paths, audio_files, face_files, landmarker="auto", threads=1, progress=True):
+    """Every generator file (open_model) on every (face, speech) pair: one row of speech_metrics per model,
+    face and audio. The face is prepared as the node prepares it; frame k shows the audio at k/25 s."""
     from tqdm import tqdm
 
     from lightlip_ros.face import FaceCache
@@ -524,13 +536,13 @@ def evaluate_speech(checkpoints, audio_files, face_files, landmarker="auto", pro
         faces[str(path)] = cache.face.model_input
     audios = {str(path): load_audio(path) for path in audio_files}
     rows = []
-    for checkpoint in checkpoints:
-        generator = load_generator(checkpoint).eval()
+    for model_path in model_paths:
+        engine = open_model(model_path, threads)
         pairs = [(f, a) for f in faces for a in audios]
-        for face_path, audio_path in tqdm(pairs, desc=f"speech {Path(checkpoint).name}", unit="clip",
+        for face_path, audio_path in tqdm(pairs, desc=f"speech {Path(model_path).name}", unit="clip",
                                           disable=not progress):
-            openings = speech_openings(generator, faces[face_path], audios[audio_path], landmarker)
-            rows.append({"model": str(checkpoint), "face": face_path, "audio": audio_path,
+            openings = speech_openings(engine, faces[face_path], audios[audio_path], landmarker)
+            rows.append({"model": str(model_path), "face": face_path, "audio": audio_path,
                          **speech_metrics(openings, audios[audio_path])})
     return {"landmarker": landmarker.name, "rows": rows}
 

@@ -1,11 +1,9 @@
-"""The quality table: every exported file run by ONNX Runtime under the benchmark's own protocol.
-
-Clips are evaluated exactly as `lightlip-data eval` evaluates checkpoints (training.data.evaluate: ground-truth
-frame with its lower half masked + the clip's first frame as reference, every frame of every clip, PSNR and
-SSIM of 8-bit frames over the mouth region, averaged per clip then over clips); only the generator differs:
-an ONNX file in ONNX Runtime with graph optimisations disabled, so that each QuantizeLinear/DequantizeLinear
-and each FP16 operator runs as written instead of being fused into ONNX Runtime's own integer kernels (which
-round differently). The numbers then emulate what a strongly typed TensorRT build computes.
+"""The quality table: every exported file run under the benchmark's own protocol, by the same driver as
+`lightlip-data eval` (training.data.evaluate.open_model and generate_clip_outputs: ground-truth frame with
+its lower half masked + the clip's first frame as reference, every frame of every clip, PSNR and SSIM of
+8-bit frames over the mouth region, averaged per clip then over clips). An ONNX file runs in ONNX Runtime
+with its graph as written, so that each QuantizeLinear/DequantizeLinear and each FP16 operator computes as
+a strongly typed TensorRT build does; a TensorRT engine runs in TensorRT.
 """
 from __future__ import annotations
 
@@ -16,8 +14,6 @@ from typing import Mapping, Sequence
 import cv2
 import numpy as np
 import onnx
-import onnxruntime
-import torch
 from tqdm import tqdm
 
 from lightlip_ros.audio import FPS, MEL_STEP_SIZE, SAMPLE_RATE, load_audio, melspectrogram
@@ -25,7 +21,8 @@ from lightlip_ros.engines.base import FP16, FP32, INT8
 from lightlip_ros.engines.onnx_graph import layer_precisions
 from lightlip_ros.face import CROP_SIZE
 from training.data.dataset import training_mel_start
-from training.data.evaluate import EvalClip, clip_metrics, generate_clip, load_eval_clip, mouth_region
+from training.data.evaluate import (EvalClip, clip_metrics, generate_clip, generate_clip_outputs, load_eval_clip,
+                                    mouth_region, open_model, to_frames)
 from training.data.layout import DataError, read_filelist
 
 from .samples import SampleError, face_input
@@ -42,25 +39,6 @@ class FileQuality:
     ssim: float
     psnr_drop_db: float  # the reference (FP32) file's psnr_db minus this one's
     psnr_vs_fp32_db: float  # float outputs against the FP32 file's, over all mouth regions
-
-
-class OnnxGenerator:
-    """An ONNX generator as the callable training.data.evaluate expects: (mels, faces) tensors -> frames tensor.
-    Keeps the float outputs of the last clip (`outputs`) for comparisons finer than 8 bits."""
-
-    def __init__(self, path, threads: int = 1):
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.outputs = []
-
-    def __call__(self, mels: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-        frames = self.session.run(None, dict(zip(self.input_names, (mels.numpy(), faces.numpy()))))[0]
-        self.outputs.append(frames)
-        return torch.from_numpy(frames)
 
 
 def dataset_clips(root, split: str, max_clips: int | None = None):
@@ -97,19 +75,19 @@ def evaluate_files(files: Mapping[str, Path], clips: Sequence[EvalClip], referen
     """FileQuality of each {label: path} over `clips`; `reference` names the FP32 file."""
     if reference not in files:
         raise ValueError(f"the FP32 reference {reference!r} is not among the files ({', '.join(files)})")
-    generators = {label: OnnxGenerator(path, threads) for label, path in files.items()}
+    engines = {label: open_model(path, threads) for label, path in files.items()}
     psnrs = {label: [] for label in files}
     ssims = {label: [] for label in files}
     squared = dict.fromkeys(files, 0.0)
     values = 0
     for clip in tqdm(clips, desc="evaluate", unit="clip", disable=not progress, leave=False):
         floats = {}
-        for label, generator in generators.items():
-            generator.outputs = []
-            metrics = clip_metrics(clip, generate_clip(generator, clip, batch_size))
+        for label, engine in engines.items():
+            outputs = generate_clip_outputs(engine, clip, batch_size)
+            metrics = clip_metrics(clip, to_frames(outputs))
             psnrs[label].append(metrics["psnr"])
             ssims[label].append(metrics["ssim"])
-            floats[label] = np.concatenate(generator.outputs).astype(np.float64)
+            floats[label] = outputs.astype(np.float64)
         for k, index in enumerate(clip.indices):
             x1, y1, x2, y2 = mouth_region(clip.truth, int(index))
             values += 3 * (y2 - y1) * (x2 - x1)
@@ -134,7 +112,7 @@ def comparison_image(files: Mapping[str, Path], clip: EvalClip, reference: str =
     output, then each file's difference from the reference file's output times `gain` (8-bit frames)."""
     picks = np.linspace(0, len(clip.indices) - 1, min(frames, len(clip.indices))).round().astype(int)
     shown = replace(clip, indices=clip.indices[picks])
-    outputs = {label: generate_clip(OnnxGenerator(path, threads), shown) for label, path in files.items()}
+    outputs = {label: generate_clip(open_model(path, threads), shown) for label, path in files.items()}
     rows = [("ground truth", clip.frames[shown.indices])] + list(outputs.items())
     for label, frames_out in outputs.items():
         if label != reference:
