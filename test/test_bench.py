@@ -32,7 +32,8 @@ def report(tmp_path_factory):
 
 def test_every_engine_precision_and_batch_is_measured_or_explained(report):
     data, table = report
-    assert {"cpu", "cores", "gpu", "versions", "platform"} <= set(data["machine"])
+    assert {"cpu", "cores", "gpu", "versions", "platform", "load_average_1min"} <= set(data["machine"])
+    assert "Load average (1 min)" in table
     assert data["machine"]["versions"]["onnxruntime"] and data["machine"]["versions"]["torch"]
     measured = {(r["model"], r["engine"], r["precision"], r["batch"]) for r in data["results"]}
     for model in ("teacher", "student"):
