@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lightlip_ros.engines import ONNXRUNTIME, PREFERENCES
 from lightlip_ros.errors import LightLipError, run_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +39,8 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None,
                         help="generator checkpoint or .onnx (default: the paper's student with random weights)")
-    parser.add_argument("--engine", default="onnxruntime", choices=("auto", "tensorrt", "onnxruntime", "torch"),
-                        help="engine preference (default: onnxruntime)")
+    parser.add_argument("--engine", default=ONNXRUNTIME, choices=PREFERENCES,
+                        help=f"engine preference (default: {ONNXRUNTIME})")
     parser.add_argument("--threads", type=int, default=1, help="inference threads (default: 1)")
     parser.add_argument("--audio", type=Path, default=ASSETS / "speech.wav", help="speech file (any rate)")
     parser.add_argument("--face", type=Path, default=ASSETS / "face.jpg", help="face image")
