@@ -3,9 +3,9 @@
 Every checkpoint, ONNX model, engine, cache, plan and report LightLip writes goes through `atomic_write`
 (the frames of a data set go into a clip folder that is renamed or recorded when complete): the content
 goes to a temporary file beside the target, is flushed to disk, and is renamed onto the target (atomic on
-POSIX filesystems), so a process killed mid-write leaves the previous file intact. Temporaries are named `.NAME.PID.TOKEN.tmpSUFFIX` (the target's suffix last, so that writers that
-append one, like numpy's, do not); one left by a killed process is removed by the next write of the same
-target.
+POSIX filesystems), so a process killed mid-write leaves the previous file intact. Temporaries are named
+`.NAME.PID.TOKEN.tmpSUFFIX` (the target's suffix last, so that writers that append one, like numpy's, do
+not); one left by a killed process is removed by the next write of the same target.
 """
 import contextlib
 import glob
