@@ -516,8 +516,8 @@ class TalkingFaceNode(Node):
             status.audio_samples_buffered = stats.audio_buffered
             status.audio_samples_lost = stats.audio_lost
             status.inputs_rejected = stats.inputs_rejected + self._errors.count
-            newer = last_error_time is None or (stats.last_error_time or -1.0) > last_error_time
-            if stats.last_error_time is not None and newer:
+            if stats.last_error_time is not None and (last_error_time is None
+                                                      or stats.last_error_time > last_error_time):
                 last_error, last_error_time = stats.last_error, stats.last_error_time
         else:
             status.inputs_rejected = self._errors.count

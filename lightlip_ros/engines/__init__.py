@@ -9,8 +9,8 @@ lightlip_ros.engines.onnx_export.export_generator_onnx is the exporter the quant
 """
 from .base import (AUTO, ENGINE_NAMES, FP16, FP32, INT8, MIXED, ONNXRUNTIME, PRECISIONS, TENSORRT, TORCH,
                    EngineError, EngineOptions, InferenceEngine)
-from .selection import AUTO_ORDER, ENGINES, PREFERENCES, model_kind, select_engine
+from .selection import ENGINES, PREFERENCES, model_kind, select_engine
 
-__all__ = ["AUTO", "AUTO_ORDER", "ENGINES", "ENGINE_NAMES", "EngineError", "EngineOptions", "FP16", "FP32", "INT8",
+__all__ = ["AUTO", "ENGINES", "ENGINE_NAMES", "EngineError", "EngineOptions", "FP16", "FP32", "INT8",
            "InferenceEngine", "MIXED", "ONNXRUNTIME", "PRECISIONS", "PREFERENCES", "TENSORRT", "TORCH",
            "model_kind", "select_engine"]

@@ -25,9 +25,10 @@ ONNX_OPSET = 17  # TensorRT 10.x (JetPack 6) and ONNX Runtime both run it
 INPUT_NAMES = ("mel", "face")
 OUTPUT_NAME = "frames"
 # Keys LightLip writes into the ONNX file's metadata_props.
-META_ARCHITECTURE = "lightlip.architecture"
-META_CONFIG = "lightlip.config"
-META_PRECISION = "lightlip.precision"  # written by lightlip-quant export: one of PRECISIONS
+META_PREFIX = "lightlip."
+META_ARCHITECTURE = META_PREFIX + "architecture"
+META_CONFIG = META_PREFIX + "config"
+META_PRECISION = META_PREFIX + "precision"  # written by lightlip-quant export: one of PRECISIONS
 
 
 class EngineError(LightLipError, RuntimeError):

@@ -11,16 +11,15 @@ import copy
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from lightlip_ros.engines.base import FP16, FP32, INT8
+from lightlip_ros.engines.base import FP16, FP32, INT8, META_PREFIX
 
 CONV_OPS = ("Conv", "ConvTranspose")
-METADATA_PREFIX = "lightlip."
 
 
 def read_metadata(model: onnx.ModelProto) -> dict:
     """The lightlip.* metadata export writes, without the prefix."""
-    return {prop.key[len(METADATA_PREFIX):]: prop.value for prop in model.metadata_props
-            if prop.key.startswith(METADATA_PREFIX)}
+    return {prop.key[len(META_PREFIX):]: prop.value for prop in model.metadata_props
+            if prop.key.startswith(META_PREFIX)}
 
 
 def layer_precisions(model: onnx.ModelProto) -> dict:

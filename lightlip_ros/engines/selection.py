@@ -14,8 +14,7 @@ ENGINES = {
     ONNXRUNTIME: "lightlip_ros.engines.onnxruntime_engine:OnnxRuntimeEngine",
     TORCH: "lightlip_ros.engines.torch_engine:TorchEngine",
 }
-AUTO_ORDER = ENGINE_NAMES  # fastest first
-PREFERENCES = (AUTO,) + AUTO_ORDER
+PREFERENCES = (AUTO,) + ENGINE_NAMES
 
 # Model file kinds by suffix, and which engines read each kind.
 ENGINE_FILE, ONNX_FILE, CHECKPOINT = "tensorrt", "onnx", "checkpoint"
@@ -79,7 +78,7 @@ def select_engine(model_path, preference: str = AUTO, logger=None, options: Engi
     """
     if preference not in PREFERENCES:
         raise ValueError(f"unknown engine preference {preference!r} (choose from {', '.join(PREFERENCES)})")
-    order = AUTO_ORDER if preference == AUTO else (preference,) + tuple(n for n in AUTO_ORDER if n != preference)
+    order = ENGINE_NAMES if preference == AUTO else (preference,) + tuple(n for n in ENGINE_NAMES if n != preference)
     models = [Path(model_path)]
     if fallback_model is not None and Path(fallback_model) != Path(model_path):
         models.append(Path(fallback_model))

@@ -37,8 +37,8 @@ import torch
 
 from lightlip_ros.atomic_files import atomic_write_json, atomic_write_text
 from lightlip_ros.audio import FPS, MEL_STEP_SIZE, SAMPLE_RATE, load_audio
+from lightlip_ros.engines import TORCH, EngineOptions, InferenceEngine, select_engine
 from lightlip_ros.face import CROP_SIZE
-from lightlip_ros.engines import TORCH, EngineError, EngineOptions, InferenceEngine, select_engine
 from lightlip_ros.models import load_syncnet, syncnet_face_input
 from lightlip_ros.models.syncnet import SYNC_FRAMES
 
@@ -195,10 +195,7 @@ def open_model(path, threads: int = 1) -> InferenceEngine:
     """The engine that runs a generator file for evaluation, by its kind: a checkpoint in PyTorch, an ONNX
     file in ONNX Runtime with its graph as written (EngineOptions.exact_graph), a TensorRT engine in
     TensorRT. The same metrics then measure a model wherever it was converted, on the robot too."""
-    try:
-        engine, _ = select_engine(path, TORCH, options=EngineOptions(threads=threads, exact_graph=True))
-    except EngineError as error:
-        raise DataError(str(error)) from error
+    engine, _ = select_engine(path, TORCH, options=EngineOptions(threads=threads, exact_graph=True))
     return engine
 
 

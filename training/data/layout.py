@@ -10,8 +10,8 @@ import json
 import os
 from pathlib import Path
 
-from lightlip_ros.errors import LightLipError
 from lightlip_ros.atomic_files import atomic_write_text
+from lightlip_ros.errors import LightLipError
 
 SPLITS = ("train", "val", "test")
 FILELISTS_DIR = "filelists"

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from lightlip_ros.errors import LightLipError, tool_failure
 from lightlip_ros.atomic_files import atomic_write_json
 from lightlip_ros.audio import FPS, SAMPLE_RATE
+from lightlip_ros.errors import LightLipError, tool_failure
 from lightlip_ros.face import Box, FaceDetector, crop_region
 
 from .jobs import run_jobs

@@ -40,9 +40,9 @@ from lightlip_ros import ASSETS
 from lightlip_ros.atomic_files import atomic_write_json, atomic_write_text
 from lightlip_ros.engines import (ENGINE_NAMES, FP32, INT8, MIXED, ONNXRUNTIME, PRECISIONS, TENSORRT, TORCH,
                                   EngineError, EngineOptions)
-from lightlip_ros.errors import run_command
 from lightlip_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 from lightlip_ros.engines.torch_engine import TorchEngine
+from lightlip_ros.errors import run_command
 from lightlip_ros.models import CheckpointError, load_generator, save_generator, wav2lip_teacher, weight_fingerprint
 from training.quant.calibration import collect_activation_stats
 from training.quant.export import export_precisions

@@ -27,9 +27,9 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from lightlip_ros.atomic_files import atomic_write, atomic_write_json, atomic_write_text
-from lightlip_ros.engines.base import FP16, FP32, INT8, MIXED, PRECISIONS
+from lightlip_ros.engines.base import FP16, FP32, INT8, META_PREFIX, MIXED, PRECISIONS
 from lightlip_ros.engines.onnx_export import export_generator_onnx
-from lightlip_ros.engines.onnx_graph import CONV_OPS, METADATA_PREFIX, cast_float_tensors, layer_precisions
+from lightlip_ros.engines.onnx_graph import CONV_OPS, cast_float_tensors, layer_precisions
 from lightlip_ros.errors import LightLipError
 from lightlip_ros.models import weight_fingerprint
 
@@ -251,7 +251,7 @@ def _set_metadata(model: onnx.ModelProto, folded: nn.Module, precision: str, pla
     if plan is not None:
         values["calibration"] = json.dumps(plan.calibration, sort_keys=True)
     properties = {prop.key: prop.value for prop in model.metadata_props}  # the exporter's (architecture, config)
-    properties.update({METADATA_PREFIX + key: value for key, value in values.items()})
+    properties.update({META_PREFIX + key: value for key, value in values.items()})
     onnx.helper.set_model_props(model, properties)
 
 

@@ -8,9 +8,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lightlip_ros.errors import LightLipError
 from lightlip_ros.atomic_files import atomic_write_json
 from lightlip_ros.engines.base import FP16, INT8
+from lightlip_ros.errors import LightLipError
 
 PLAN_FORMAT = "lightlip-quant-plan"
 PLAN_VERSION = 1

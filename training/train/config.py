@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from lightlip_ros.errors import LightLipError, first_line
 from lightlip_ros.atomic_files import atomic_write_text
+from lightlip_ros.errors import LightLipError, first_line
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 

@@ -32,8 +32,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from lightlip_ros.errors import LightLipError, first_line
 from lightlip_ros.atomic_files import atomic_write, atomic_write_text
+from lightlip_ros.errors import LightLipError, first_line
 from lightlip_ros.models import weight_fingerprint
 
 from ..data.layout import DataError
