@@ -6,19 +6,10 @@
 #   scripts/experiments/distill_round6.sh [STEPS]   (default 20000)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-STEPS="${1:-20000}"
-PY=.venv/bin/python
+source scripts/experiments/round_settings.sh  # STEPS, COMMON, train, evaluate_test, evaluate_speech
 OUT=runs/round6/distilled
-SHARED=../shared/data
 TEACHER=runs/round6/teacher/model_last.pt
 [ -f "$TEACHER" ] || { echo "distill_round6: $TEACHER missing: finish scripts/experiments/teacher_round6.sh first" >&2; exit 1; }
-source scripts/experiments/round_settings.sh  # COMMON
-RESUME=()
-[ -f "$OUT/checkpoints/last.pt" ] && RESUME=(--resume "$OUT")
-$PY -m training.train.cli distill --out "$OUT" --teacher "$TEACHER" "${COMMON[@]}" "${RESUME[@]}" 2>&1 \
-  | stdbuf -oL tr "\r" "\n" | grep --line-buffered -v "step/s" >> "$OUT.log"
-$PY -m training.data.cli eval runs/data-synth --split test --model "$OUT/model_last.pt" \
-  runs/round5/student/model_last.pt "$TEACHER" --out runs/round6/eval-test --threads 2 --quiet
-$PY -m training.data.cli eval-speech --model "$OUT/model_last.pt" runs/round5/student/model_last.pt \
-  --audio "$SHARED"/speech/*.wav --face lightlip_ros/assets/face.jpg training/data/synth/astronaut.jpg \
-  "$SHARED"/portraits/art_12.jpg "$SHARED"/portraits/art_13.jpg --out runs/round6/speech --threads 2 --quiet
+train distill "$OUT" --teacher "$TEACHER"
+evaluate_test runs/round6/eval-test "$OUT/model_last.pt" runs/round5/student/model_last.pt "$TEACHER"
+evaluate_speech runs/round6/speech "$OUT/model_last.pt" runs/round5/student/model_last.pt

@@ -1,5 +1,38 @@
-# Sourced by the round-5/6 experiment scripts: the data, schedule and budget every run of those rounds
-# shares, so that a distilled student and its scratch twin differ only in the teacher.
+# Sourced (from the repository root) by the round-5/6 experiment scripts: the data, schedule and budget every
+# run of those rounds shares, so that a distilled student and its scratch twin differ only in the teacher,
+# and the two evaluations they all end with. The sourcing script's first argument is the step count.
+STEPS="${1:-20000}"
+PY=.venv/bin/python
+SHARED=../shared/data
 COMMON=(--data runs/data-synth --steps "$STEPS" --batch-size 4 --lr 1e-3 --val-every 1000 --threads 2
         --num-workers 1 --set train.schedule=cosine --set train.warmup_steps=20 --set train.val_batches=8
         --set loss.sync=0)
+
+# train RECIPE OUT [ARGS...]: lightlip-train RECIPE into OUT with COMMON, resuming OUT if it has a checkpoint;
+# progress lines go to OUT.log (a resumed run appends).
+train() {
+  local recipe="$1" out="$2"
+  shift 2
+  local resume=()
+  [ -f "$out/checkpoints/last.pt" ] && resume=(--resume "$out")
+  mkdir -p "$(dirname "$out")"
+  $PY -m training.train.cli "$recipe" --out "$out" "${COMMON[@]}" "$@" "${resume[@]}" 2>&1 \
+    | stdbuf -oL tr "\r" "\n" | grep --line-buffered -v "step/s" >> "$out.log"
+}
+
+# evaluate_test OUT_DIR MODEL...: the held-out synthetic test split.
+evaluate_test() {
+  local out="$1"
+  shift
+  $PY -m training.data.cli eval runs/data-synth --split test --model "$@" --out "$out" --threads 2 --quiet
+}
+
+# evaluate_speech OUT_DIR MODEL...: the shared real speech on the bundled face, the astronaut and two unseen
+# test portraits.
+evaluate_speech() {
+  local out="$1"
+  shift
+  $PY -m training.data.cli eval-speech --model "$@" --audio "$SHARED"/speech/*.wav \
+    --face lightlip_ros/assets/face.jpg training/data/synth/astronaut.jpg "$SHARED"/portraits/art_12.jpg \
+    "$SHARED"/portraits/art_13.jpg --out "$out" --threads 2 --quiet
+}
