@@ -768,21 +768,24 @@ class PresentationQueue:
     display showing frames as they arrive and a speaker playing their audio stay in sync at a steady
     latency. A frame whose time has passed (rendering took longer, or a stamp from the past) goes out at
     once; stamps ahead of the clock (a publisher's clock running ahead) wait no longer than the delay.
-    Used from one thread (the one that publishes).
+    Used from one thread (the one that publishes); `talking_frames` may be read from any.
     """
 
     def __init__(self, delay_s: float = 0.0):
         self.delay_s = float(delay_s)
         self._frames: Deque[Tuple[float, Frame]] = collections.deque()
+        self.talking_frames = 0  # speech frames held: the speech is still being shown
 
     def add(self, frames: Sequence[Frame], now_s: float) -> None:
         self._frames.extend((min(frame.stamp_s, now_s) + self.delay_s, frame) for frame in frames)
+        self.talking_frames += sum(frame.talking for frame in frames)
 
     def due(self, now_s: float) -> List[Frame]:
         """The frames whose presentation time has come, oldest first."""
         ready = []
         while self._frames and self._frames[0][0] <= now_s:
             ready.append(self._frames.popleft()[1])
+        self.talking_frames -= sum(frame.talking for frame in ready)
         return ready
 
     def wait_s(self, now_s: float, longest_s: float) -> float:

@@ -458,7 +458,7 @@ class TalkingFaceNode(Node):
             for frame in self._presentation.due(now):
                 self._publish_frame(frame)
             self._log_core_error()
-            if self.core.state != self._published_state:
+            if self._state() != self._published_state:
                 self._publish_status()
 
     def _log_core_error(self):
@@ -485,6 +485,8 @@ class TalkingFaceNode(Node):
     def _state(self):
         if self.core is None:
             return TalkStatus.STATE_ERROR
+        if self.core.state == "idle" and self._presentation.talking_frames:
+            return TalkStatus.STATE_TALKING  # rendered, but the last speech frames wait for presentation_delay
         return STATES_BY_NAME[self.core.state]
 
     def _status(self):
@@ -528,7 +530,7 @@ class TalkingFaceNode(Node):
 
     def _publish_status(self):
         status = self._status()
-        self._published_state = None if self.core is None else self.core.state
+        self._published_state = status.state
         self._status_pub.publish(status)
         self._diagnostics_pub.publish(self._diagnostics(status))
 

@@ -460,13 +460,18 @@ def test_presentation_queue_releases_frames_at_stamp_plus_delay():
     queue = PresentationQueue(delay_s=0.25)
     queue.add([Frame(9.0, image, "talking"), Frame(9.96, image, "talking")], 10.0)  # late, on time
     queue.add([Frame(10.0, image, "talking"), Frame(99.0, image, "talking")], 10.0)  # on time, ahead
+    queue.add([Frame(10.04, image, "crossfade"), Frame(10.08, image, "idle")], 10.2)
+    assert queue.talking_frames == 4
     assert [f.stamp_s for f in queue.due(10.0)] == [9.0]  # late: at once
+    assert queue.talking_frames == 3
     assert queue.wait_s(10.0, 1.0) == pytest.approx(0.21)
     assert [f.stamp_s for f in queue.due(10.2)] == []
     assert [f.stamp_s for f in queue.due(10.21)] == [9.96]
     # A stamp ahead of the clock (the publisher's clock runs ahead) waits no longer than the delay.
     assert [f.stamp_s for f in queue.due(10.25)] == [10.0, 99.0]
-    assert queue.wait_s(10.25, 0.5) == 0.5 and len(queue) == 0
+    assert queue.talking_frames == 0 and len(queue) == 2  # the speech is shown; crossfade and idle remain
+    assert [f.stamp_s for f in queue.due(10.33)] == [10.04, 10.08]
+    assert queue.wait_s(10.33, 0.5) == 0.5 and len(queue) == 0
 
 
 def test_a_wave_header_in_front_of_a_chunk_is_stripped():
