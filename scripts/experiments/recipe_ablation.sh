@@ -3,7 +3,7 @@
 # lever to the row before, g is the shipped defaults (f without the shape net); then each run is evaluated
 # on the held-out test split. Resumable across sessions: rerun
 # the same command (finished rows are kept, an interrupted one continues from its last checkpoint).
-#   scripts/experiments/recipe_ablation.sh [STEPS]     (default 1000; about 0.2 s per step and row on 2 cores)
+#   scripts/experiments/recipe_ablation.sh [STEPS]     (default 1000; about 0.25 s per step and row on 2 cores)
 # Needs the benchmark in runs/data-synth (lightlip-data synth ... then cp -al data/synth runs/data-synth).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
