@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Ablation of the generator recipe's levers at equal steps and data (CPU, 2 cores): rows a-f each add one
 # lever to the row before, g is the shipped defaults (f without the shape net); then each run is evaluated
-# on the held-out test split. Resumable across sessions: rerun
-# the same command (finished rows are kept, an interrupted one continues from its last checkpoint).
+# on the held-out test split. Resumable across sessions: rerun the same command (finished rows are kept, an
+# interrupted one continues from its last checkpoint).
 #   scripts/experiments/recipe_ablation.sh [STEPS]     (default 1000; about 0.25 s per step and row on 2 cores)
 # Needs the benchmark in runs/data-synth (lightlip-data synth ... then cp -al data/synth runs/data-synth).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-source scripts/experiments/round_settings.sh "${1:-1000}"  # STEPS, COMMON, train, evaluate_test
-OUT=runs/ablation$STEPS
+STEPS="${1:-1000}"
 VAL_EVERY=$(( STEPS < 4000 ? 250 : 1000 ))
+source scripts/experiments/round_settings.sh "$STEPS"  # COMMON (with VAL_EVERY), train, evaluate_test
+OUT=runs/ablation$STEPS
 L1_ONLY=(--set loss.mouth_recon=0 --set loss.articulation=0 --set loss.frame_articulation=0
          --set data.audio_augment=null --set data.reference_rest_fraction=0)
 declare -A RUNS=(
@@ -25,7 +26,7 @@ ORDER=(a-l1 b-mouth c-audio-head d-shape-net e-rest-ref f-augment g-default)
 models=()
 for name in "${ORDER[@]}"; do
   # shellcheck disable=SC2086
-  [ -f "$OUT/$name/summary.json" ] || train student "$OUT/$name" --val-every "$VAL_EVERY" ${RUNS[$name]}
+  [ -f "$OUT/$name/summary.json" ] || train student "$OUT/$name" ${RUNS[$name]}
   models+=("$OUT/$name/model_last.pt")
 done
 evaluate_test "$OUT/eval-test" "${models[@]}"

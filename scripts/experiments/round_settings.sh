@@ -1,10 +1,12 @@
 # Sourced (from the repository root) by the round-5/6 experiment scripts: the data, schedule and budget every
 # run of those rounds shares, so that a distilled student and its scratch twin differ only in the teacher,
-# and the two evaluations they all end with. The sourcing script's first argument is the step count.
+# and the two evaluations they all end with. The sourcing script's first argument is the step count; a
+# VAL_EVERY set before sourcing replaces the validation interval.
 STEPS="${1:-20000}"
+VAL_EVERY="${VAL_EVERY:-1000}"
 PY=.venv/bin/python
 SHARED=../shared/data
-COMMON=(--data runs/data-synth --steps "$STEPS" --batch-size 4 --lr 1e-3 --val-every 1000 --threads 2
+COMMON=(--data runs/data-synth --steps "$STEPS" --batch-size 4 --lr 1e-3 --val-every "$VAL_EVERY" --threads 2
         --num-workers 1 --set train.schedule=cosine --set train.warmup_steps=20 --set train.val_batches=8
         --set loss.sync=0)
 
