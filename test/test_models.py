@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightlip_ros.models import (STUDENT_WIDTHS, TEACHER_WIDTHS, CheckpointError, GeneratorWidths, SyncNet,
-                                 Wav2LipGenerator, build_generator, load_generator, load_syncnet,
-                                 save_generator, save_syncnet, student, sync_loss, syncnet_face_input,
-                                 wav2lip_teacher)
+from lightlip_ros.models import (STUDENT_WIDTHS, TEACHER_WIDTHS, CheckpointError, GeneratorWidths, MouthShapeNet,
+                                 SyncNet, Wav2LipGenerator, build_generator, load_generator, load_mouth_shape_net,
+                                 load_syncnet, save_generator, save_mouth_shape_net, save_syncnet, student,
+                                 sync_loss, syncnet_face_input, wav2lip_teacher)
 from lightlip_ros.models.profile import main as profile_main
 from lightlip_ros.models.profile import measure
 
@@ -301,6 +301,25 @@ def test_project_format_for_teacher_and_syncnet(tmp_path, official_teacher):
     mel, face = torch.randn(2, 1, 80, 16), torch.rand(2, 15, 48, 96)
     with torch.no_grad():
         torch.testing.assert_close(loaded(mel, face), expert(mel, face), rtol=0, atol=0)
+
+
+def test_mouth_shape_net_round_trips_and_refuses_other_files(tmp_path):
+    reader = _randomise(MouthShapeNet(dimensions=3, width=8), seed=9)
+    path = save_mouth_shape_net(reader, tmp_path / "shape.pt", shapes=["jaw", "spread", "round"])
+    loaded = load_mouth_shape_net(path)
+    assert loaded.config == {"architecture": "mouth_shape_net", "dimensions": 3, "width": 8}
+    assert loaded.checkpoint_info["metadata"]["shapes"] == ["jaw", "spread", "round"] and not loaded.training
+    lower_faces = torch.rand(4, 3, 48, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(lower_faces), reader(lower_faces), rtol=0, atol=0)
+    save_generator(student(), tmp_path / "student.pth")
+    with pytest.raises(CheckpointError, match="student.pth: holds a generator, not a mouth_shape_net"):
+        load_mouth_shape_net(tmp_path / "student.pth")
+    torch.save(reader.state_dict(), tmp_path / "plain.pth")
+    with pytest.raises(CheckpointError, match="plain.pth: not a LightLip mouth-shape net"):
+        load_mouth_shape_net(tmp_path / "plain.pth")
+    with pytest.raises(TypeError, match="MouthShapeNet"):
+        save_mouth_shape_net(student(), tmp_path / "x.pth")
 
 
 def test_wrapped_models_save_their_inner_network(tmp_path):

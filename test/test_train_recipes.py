@@ -10,11 +10,13 @@ import pytest
 import torch
 import yaml
 
-from lightlip_ros.models import load_generator, load_syncnet, save_generator, student
+from lightlip_ros.models import (MouthShapeNet, load_generator, load_mouth_shape_net, load_syncnet, save_generator,
+                                 save_mouth_shape_net, student)
 from training.train.generator_recipe import GeneratorRecipe
+from training.train.shape_recipe import MouthShapeRecipe
 from training.train.cli import main
 from training.train.config import build_config
-from training.train.trainer import Trainer, _move, load_training_state
+from training.train.trainer import Trainer, TrainingError, _move, load_training_state
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--steps", "2", "--batch-size", "2", "--val-every", "2", "--num-workers", "0", "--threads", "1",
@@ -54,9 +56,14 @@ def test_every_subcommand_trains_and_writes_loadable_models(synth_root, tmp_path
     teacher_log = json.loads((tmp_path / "teacher" / "summary.json").read_text())
     assert teacher_log["steps"] == 2 and teacher_log["final"]["val/sync"] > 0
 
+    assert main(["shapenet", "--out", str(tmp_path / "shape")] + data) == 0
+    shape_net = load_mouth_shape_net(tmp_path / "shape" / "model.pt")
+    assert shape_net.checkpoint_info["metadata"]["shapes"] == ["jaw", "spread", "round"]
+    assert {"val/loss", "val/r_jaw"} <= set(json.loads((tmp_path / "shape" / "summary.json").read_text())["final"])
+
     assert main(["distill", "--out", str(tmp_path / "distill"), "--teacher", str(tmp_path / "teacher/model.pt"),
                  "--expert", str(tmp_path / "sync/model.pt"), "--widths", "0.0625",
-                 "--set", "loss.frame_articulation=1.0"] + data) == 0
+                 "--shape-net", str(tmp_path / "shape/model.pt"), "--set", "loss.frame_articulation=1.0"] + data) == 0
     assert main(["student", "--out", str(tmp_path / "student"), "--widths", "0.0625",
                  "--set", "loss.sync=0"] + data) == 0
 
@@ -76,12 +83,14 @@ def test_every_subcommand_trains_and_writes_loadable_models(synth_root, tmp_path
 
     tags = _events(tmp_path / "distill")
     assert {"train/loss", "train/output_distill", "train/feature_distill", "val/l1", "train/mouth_l1",
-            "train/articulation", "train/frame_articulation", "train/shape_fit",
+            "train/articulation", "train/frame_articulation", "val/frame_articulation",
             "val/articulation"} <= set(tags["scalars"])
     assert "samples" in tags["images"]
-    # The articulation head and the mouth-shape net are trained and resumable, never exported.
+    # The articulation head is trained and resumable, never exported; the mouth-shape net is held fixed and
+    # stays in its own file.
     assert any(key.startswith("articulation_head.") for key in state["model"])
-    assert any(key.startswith("shape_net.") for key in state["model"])
+    assert not any("shape_net" in key for key in state["model"])
+    assert config["shape_net"]["checkpoint"] == str(tmp_path / "shape/model.pt")
 
 
 def test_cli_reports_user_mistakes_in_one_line(tmp_path, capsys):
@@ -90,6 +99,9 @@ def test_cli_reports_user_mistakes_in_one_line(tmp_path, capsys):
     assert error.startswith("lightlip-train student: error:") and "\n" not in error
     assert main(["distill", "--out", str(tmp_path / "run"), "--data", str(tmp_path)] + TINY) == 1
     assert "needs a teacher" in capsys.readouterr().err
+    assert main(["student", "--out", str(tmp_path / "run"), "--data", str(tmp_path),
+                 "--set", "loss.sync=0", "--set", "loss.frame_articulation=1"] + TINY) == 1
+    assert "needs a mouth-shape net: pass --shape-net" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["distill", "--help"])
     assert exit_info.value.code == 0
@@ -177,7 +189,9 @@ def test_truth_terms_switch_off_on_data_without_truth(synth_root, tmp_path, capl
     shutil.copytree(synth_root, recorded)
     for truth in recorded.rglob("truth.json"):
         truth.unlink()
-    config = build_config("distill", overrides=[f"data.root={recorded}", "loss.sync=0", "loss.frame_articulation=1"])
+    save_mouth_shape_net(MouthShapeNet(), tmp_path / "shape.pt")
+    config = build_config("distill", overrides=[f"data.root={recorded}", "loss.sync=0", "loss.frame_articulation=1",
+                                                f"shape_net.checkpoint={tmp_path / 'shape.pt'}"])
     config["model"]["widths"] = 0.0625
     recipe = GeneratorRecipe(config, torch.device("cpu"))
     model = recipe.build_model()  # the trainer builds the model before it reads the data
@@ -189,7 +203,11 @@ def test_truth_terms_switch_off_on_data_without_truth(synth_root, tmp_path, capl
     batch = torch.utils.data.default_collate([train_set[0], train_set[1]])
     loss, scalars = recipe.training_step(model, batch)
     assert torch.isfinite(loss) and "mouth_l1" in scalars
-    assert not {"articulation", "frame_articulation", "shape_fit"} & set(scalars)
+    assert not {"articulation", "frame_articulation"} & set(scalars)
+    # The mouth-shape net cannot learn without truth: its recipe refuses such data in one line.
+    shape_config = build_config("shapenet", overrides=[f"data.root={recorded}"])
+    with pytest.raises(TrainingError, match="no truth.json"):
+        MouthShapeRecipe(shape_config, torch.device("cpu")).datasets()
 
 
 def test_articulation_rows_follow_the_generators_frame_stacking():
@@ -207,17 +225,46 @@ def test_articulation_rows_follow_the_generators_frame_stacking():
     assert torch.allclose(articulation, time_major(per_frame), atol=1e-5)
 
 
-def test_shape_net_judges_generated_frames_without_learning_from_them():
-    from training.train.losses import MouthShapeNet, frozen_call, lower_halves, masked_mse
+def test_shape_net_judges_generated_frames_without_learning_from_them(synth_root, tmp_path):
+    from training.train.losses import masked_mse
 
-    net = MouthShapeNet()
-    frames = torch.rand(2, 3, 5, 96, 96, requires_grad=True)
-    loss = masked_mse(frozen_call(net, lower_halves(frames)), torch.ones(10, 3), torch.ones(10))
+    save_mouth_shape_net(MouthShapeNet(), tmp_path / "shape.pt")
+    config = build_config("distill", overrides=[f"data.root={synth_root}", "loss.sync=0", "loss.frame_articulation=1",
+                                                f"shape_net.checkpoint={tmp_path / 'shape.pt'}"])
+    config["model"]["widths"] = 0.0625
+    recipe = GeneratorRecipe(config, torch.device("cpu"))
+    model = recipe.build_model()
+    train_set, _ = recipe.datasets()
+    batch = torch.utils.data.default_collate([train_set[0], train_set[1]])
+    loss, scalars = recipe.training_step(model, batch)
     loss.backward()
-    assert frames.grad is not None and float(frames.grad.abs().sum()) > 0
-    assert all(parameter.grad is None for parameter in net.parameters())
+    assert scalars["frame_articulation"] > 0
+    # The generator learns from the net's reading; the net itself is fixed and not part of the trained model.
+    assert float(model.generator.output_block[0].conv_block[0].weight.grad.abs().sum()) > 0
+    assert all(not parameter.requires_grad and parameter.grad is None for parameter in recipe.shape_net.parameters())
+    assert not any(parameter is net_parameter for parameter in model.parameters()
+                   for net_parameter in recipe.shape_net.parameters())
     # Samples without truth (weight 0) do not count.
     assert float(masked_mse(torch.zeros(2, 3), torch.tensor([[1.0] * 3, [0.0] * 3]), torch.tensor([0.0, 1.0]))) == 0
+
+
+def test_shape_net_recipe_learns_to_read_the_mouth(synth_root):
+    """A few dozen steps on the tiny benchmark's frames cut the reader's error well below its start."""
+    config = build_config("shapenet", overrides=[f"data.root={synth_root}", "data.samples_per_clip=8"])
+    recipe = MouthShapeRecipe(config, torch.device("cpu"))
+    torch.manual_seed(0)
+    model = recipe.build_model()
+    train_set, _ = recipe.datasets()
+    batch = torch.utils.data.default_collate([train_set[i] for i in range(4)])
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        loss, _ = recipe.training_step(model, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.3 * losses[0], losses
 
 
 def test_mouth_reconstruction_counts_only_the_mouth_box():

@@ -1,4 +1,4 @@
-"""Loading and saving generator and SyncNet checkpoints in every format users bring.
+"""Loading and saving generator, SyncNet and mouth-shape reader checkpoints in every format users bring.
 
 Recognised files:
 - official Wav2Lip: {"state_dict": ..., "optimizer": ..., "global_step": ..., "global_epoch": ...}, keys
@@ -23,12 +23,14 @@ from ..errors import LightLipError, first_line
 from .. import __version__
 from ..atomic_files import atomic_write
 from .generator import STUDENT, TEACHER, Wav2LipGenerator, build_generator
+from .mouth_shape import MOUTH_SHAPE_NET, MouthShapeNet
 from .syncnet import SyncNet
 
 PROJECT_FORMAT = "lightlip"
 FORMAT_VERSION = 1
 GENERATOR = "generator"
 SYNC_EXPERT = "syncnet"
+MOUTH_SHAPE = MOUTH_SHAPE_NET
 
 # Prefixes wrappers add to every key: DataParallel/DistributedDataParallel and torch.compile.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -80,6 +82,27 @@ def save_syncnet(model: nn.Module, path, **metadata) -> Path:
     if not isinstance(model, SyncNet):
         raise TypeError(f"save_syncnet needs a SyncNet, got {type(model).__name__}")
     return _write(path, SYNC_EXPERT, model, metadata)
+
+
+def load_mouth_shape_net(path, map_location="cpu") -> MouthShapeNet:
+    """Load the mouth-shape reader (LightLip's format only: the project trains it, `lightlip-train shapenet`)."""
+    path = Path(path)
+    state, source_format, config, metadata = _unpack(_read(path, map_location), path, MOUTH_SHAPE)
+    if source_format != PROJECT_FORMAT or config.get("architecture") != MOUTH_SHAPE_NET:
+        raise CheckpointError(f"{path}: not a LightLip mouth-shape net (train one with `lightlip-train shapenet`)")
+    try:
+        model = MouthShapeNet(config["dimensions"], config["width"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: invalid mouth-shape net config {dict(config)!r}") from error
+    return _load_into([model], state, path, source_format, metadata, map_location)
+
+
+def save_mouth_shape_net(model: nn.Module, path, **metadata) -> Path:
+    """Write a mouth-shape reader in LightLip's format (atomically)."""
+    model = unwrap_model(model)
+    if not isinstance(model, MouthShapeNet):
+        raise TypeError(f"save_mouth_shape_net needs a MouthShapeNet, got {type(model).__name__}")
+    return _write(path, MOUTH_SHAPE, model, metadata)
 
 
 def _read(path: Path, map_location):
@@ -176,6 +199,8 @@ def _describe(model: nn.Module) -> str:
         return f"student generator (widths {model.widths.to_dict()})"
     if isinstance(model, Wav2LipGenerator):
         return "wav2lip generator"
+    if isinstance(model, MouthShapeNet):
+        return "mouth-shape net"
     return "SyncNet_color expert"
 
 

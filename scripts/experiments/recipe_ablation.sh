@@ -9,17 +9,19 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS="${1:-1000}"
 VAL_EVERY=$(( STEPS < 4000 ? 250 : 1000 ))
-source scripts/experiments/round_settings.sh "$STEPS"  # COMMON (with VAL_EVERY), train, evaluate_test
+source scripts/experiments/round_settings.sh "$STEPS"  # COMMON (with VAL_EVERY), train, evaluate_test, SHAPE_NET
 OUT=runs/ablation$STEPS
+train_shape_net
+SHAPE=(--shape-net "$SHAPE_NET" --set loss.frame_articulation=1)
 L1_ONLY=(--set loss.mouth_recon=0 --set loss.articulation=0 --set loss.frame_articulation=0
          --set data.audio_augment=null --set data.reference_rest_fraction=0)
 declare -A RUNS=(
   [a-l1]="${L1_ONLY[*]}"
   [b-mouth]="--set loss.articulation=0 --set loss.frame_articulation=0 --set data.audio_augment=null --set data.reference_rest_fraction=0"
   [c-audio-head]="--set loss.frame_articulation=0 --set data.audio_augment=null --set data.reference_rest_fraction=0"
-  [d-shape-net]="--set loss.frame_articulation=1 --set data.audio_augment=null --set data.reference_rest_fraction=0"
-  [e-rest-ref]="--set loss.frame_articulation=1 --set data.audio_augment=null"
-  [f-augment]="--set loss.frame_articulation=1"
+  [d-shape-net]="${SHAPE[*]} --set data.audio_augment=null --set data.reference_rest_fraction=0"
+  [e-rest-ref]="${SHAPE[*]} --set data.audio_augment=null"
+  [f-augment]="${SHAPE[*]}"
   [g-default]=""  # the shipped recipe: f without the shape net (loss.frame_articulation defaults to 0)
 )
 ORDER=(a-l1 b-mouth c-audio-head d-shape-net e-rest-ref f-augment g-default)

@@ -1,7 +1,8 @@
 # Sourced (from the repository root) by the round-5/6 experiment scripts: the data, schedule and budget every
 # run of those rounds shares, so that a distilled student and its scratch twin differ only in the teacher,
 # and the two evaluations they all end with. The sourcing script's first argument is the step count; a
-# VAL_EVERY set before sourcing replaces the validation interval.
+# VAL_EVERY set before sourcing replaces the validation interval. It also trains the mouth-shape net the
+# frame_articulation term reads (train_shape_net, SHAPE_NET).
 STEPS="${1:-20000}"
 VAL_EVERY="${VAL_EVERY:-1000}"
 PY=.venv/bin/python
@@ -20,6 +21,13 @@ train() {
   mkdir -p "$(dirname "$out")"
   $PY -m training.train.cli "$recipe" --out "$out" "${COMMON[@]}" "$@" "${resume[@]}" 2>&1 \
     | stdbuf -oL tr "\r" "\n" | grep --line-buffered -v "step/s" >> "$out.log"
+}
+
+# The mouth-shape net that loss.frame_articulation needs (pass --shape-net "$SHAPE_NET"): trained once, about 5 min.
+SHAPE_NET=runs/shapenet/model.pt
+train_shape_net() {
+  [ -f runs/shapenet/summary.json ] || $PY -m training.train.cli shapenet --data runs/data-synth --out runs/shapenet \
+    --threads 2 --num-workers 1 --no-progress >> runs/shapenet.log 2>&1
 }
 
 # evaluate_test OUT_DIR MODEL...: the held-out synthetic test split.

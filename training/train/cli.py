@@ -5,6 +5,7 @@
     lightlip-train distill --data data/synth --teacher runs/teacher/model.pt --expert runs/syncnet/model.pt \
         --out runs/student
     lightlip-train student ...        # the same student recipe without a teacher (baseline)
+    lightlip-train shapenet --data data/synth --out runs/shapenet   # the reader for loss.frame_articulation
 
 Every run starts from `training/train/configs/<recipe>.yaml`; `--config FILE` and `--set section.key=value`
 override it, and named flags override both. The effective config is saved as <out>/config.yaml.
@@ -25,6 +26,7 @@ RECIPES = {
     "teacher": "the Wav2Lip generator: L1 + expert sync loss, no GAN; --init fine-tunes any loadable file",
     "distill": "the student from a teacher: L1, output and feature distillation, expert sync loss; no GAN",
     "student": "the student with the distill recipe minus distillation (the from-scratch baseline)",
+    "shapenet": "the mouth-shape reader (jaw, spread, round from a face's lower half) for loss.frame_articulation",
 }
 # Named flags: (flag, config key, type, help, recipes that take it).
 _FLAGS = [
@@ -39,6 +41,8 @@ _FLAGS = [
     ("--val-every", "train.val_every", int, "validate and checkpoint every N steps", None),
     ("--init", "model.init", str, "start from this checkpoint (official Wav2Lip/Nota or LightLip files)", None),
     ("--expert", "expert.checkpoint", str, "lip-sync expert checkpoint for the sync loss",
+     ("teacher", "distill", "student")),
+    ("--shape-net", "shape_net.checkpoint", str, "mouth-shape net checkpoint for loss.frame_articulation",
      ("teacher", "distill", "student")),
     ("--teacher", "teacher.checkpoint", str, "teacher generator checkpoint (any format load_generator reads)",
      ("distill",)),
@@ -111,6 +115,10 @@ def _recipe_class(recipe: str):
         from .syncnet_recipe import SyncNetRecipe
 
         return SyncNetRecipe
+    if recipe == "shapenet":
+        from .shape_recipe import MouthShapeRecipe
+
+        return MouthShapeRecipe
     from .generator_recipe import GeneratorRecipe
 
     return GeneratorRecipe

@@ -6,16 +6,16 @@ in any of them):
     total = recon·L1(G, ground truth)
           + mouth_recon·L1 inside the mouth box (G, ground truth)
           + articulation·MSE(head(G's audio embedding), mouth-shape truth)
-          + frame_articulation·MSE(shape net(G frames), mouth-shape truth)   (+ the shape net's own fit)
+          + frame_articulation·MSE(mouth-shape net(G frames), mouth-shape truth)
           + output_distill·L1(G, teacher frames)                       (distillation only)
           + feature_distill·hint(adapters(G features), teacher features) (distillation only)
           + sync·expert BCE(G frames, audio)                            (once switched on, see below)
 
 The articulation terms need the synthetic truth's mouth shapes (jaw, spread, round); on data without
 truth.json they switch off (one log line), per sample on mixed data. The mouth box is the truth's lips box,
-or a fixed box of the crop (training.data.dataset.MOUTH_PRIOR_BOX) for clips without truth. The shape net is fitted
-to ground-truth frames only, so it judges the mouth's shape and is never trained to tell generated frames
-apart (no adversarial game).
+or a fixed box of the crop (training.data.dataset.MOUTH_PRIOR_BOX) for clips without truth. The mouth-shape net
+(`lightlip-train shapenet`) was trained on ground-truth frames only and is held fixed here, so it judges the
+mouth's shape and is never trained to tell generated frames apart (no adversarial game).
 
 The expert's sync term starts at weight 0 and is switched on when the expert's loss on the generator's
 validation frames drops below `loss.sync_enable_below` (Wav2Lip uses 0.75); null switches it on at once.
@@ -28,13 +28,12 @@ import torch
 from torch import nn
 
 from lightlip_ros.engines.base import FACE_SHAPE, MEL_SHAPE
-from lightlip_ros.models import (CheckpointError, GeneratorWidths, build_generator, load_generator, load_syncnet,
-                                 save_generator, unwrap_model)
+from lightlip_ros.models import (CheckpointError, GeneratorWidths, build_generator, load_generator,
+                                 load_mouth_shape_net, load_syncnet, lower_halves, save_generator, unwrap_model)
 
 from ..data.dataset import SHAPE_DIMENSIONS, AudioAugment, Wav2LipDataset, clip_truth
-from .losses import (ArticulationHead, FeatureAdapters, MouthShapeNet, expert_sync_loss, feature_distillation_loss,
-                     frozen_call, lower_halves, masked_mse, mouth_reconstruction_loss, output_distillation_loss,
-                     reconstruction_loss)
+from .losses import (ArticulationHead, FeatureAdapters, expert_sync_loss, feature_distillation_loss, masked_mse,
+                     mouth_reconstruction_loss, output_distillation_loss, reconstruction_loss)
 from .trainer import Recipe, TrainingError, dataset_pair
 
 LOG = logging.getLogger("lightlip.train")
@@ -53,17 +52,16 @@ def time_major(per_frame: torch.Tensor) -> torch.Tensor:
 
 class GeneratorWithAdapters(nn.Module):
     """The trained module: the generator plus the helpers trained with it and never exported with it: the
-    1x1 feature adapters when distilling features, the articulation head on the audio embedding, and the
-    mouth-shape net. All are checkpointed for --resume."""
+    1x1 feature adapters when distilling features and the articulation head on the audio embedding. Both are
+    checkpointed for --resume."""
 
     def __init__(self, generator: nn.Module, adapters: nn.Module = None, feature_layers=(),
-                 articulation_head: nn.Module = None, shape_net: nn.Module = None):
+                 articulation_head: nn.Module = None):
         super().__init__()
         self.generator = generator
         self.adapters = adapters
         self.feature_layers = list(feature_layers)
         self.articulation_head = articulation_head
-        self.shape_net = shape_net
         self._audio_embedding = None
         if articulation_head is not None:
             generator.audio_encoder.register_forward_hook(self._keep_audio_embedding)
@@ -124,6 +122,13 @@ class GeneratorRecipe(Recipe):
         elif self.weights["sync"]:
             raise TrainingError("loss.sync > 0 needs a lip-sync expert: pass --expert (train one with "
                                 "`lightlip-train syncnet`) or set loss.sync=0")
+        self.shape_net = None
+        if self.weights["frame_articulation"]:
+            shape_path = config["shape_net"]["checkpoint"]
+            if not shape_path:
+                raise TrainingError("loss.frame_articulation > 0 needs a mouth-shape net: pass --shape-net (train "
+                                    "one with `lightlip-train shapenet`) or set loss.frame_articulation=0")
+            self.shape_net = self._frozen(load_mouth_shape_net, shape_path, "mouth-shape net")
 
     def _frozen(self, loader, path, what):
         try:
@@ -181,8 +186,7 @@ class GeneratorRecipe(Recipe):
                                     f"feature maps, got {layers}")
             adapters = FeatureAdapters([student_widths[i] for i in layers], [teacher_widths[i] for i in layers])
         head = ArticulationHead(generator.widths.audio[-1], SHAPE_DIMENSIONS) if self.weights["articulation"] else None
-        shape_net = MouthShapeNet(SHAPE_DIMENSIONS) if self.weights["frame_articulation"] else None
-        return GeneratorWithAdapters(generator, adapters, layers, head, shape_net)
+        return GeneratorWithAdapters(generator, adapters, layers, head)
 
     # -- losses ----------------------------------------------------------------------------------
 
@@ -196,13 +200,10 @@ class GeneratorRecipe(Recipe):
         if articulation is not None and self.weights["articulation"]:  # the weight is 0 once switched off
             terms["articulation"] = masked_mse(articulation, time_major(batch["articulation"]),
                                                time_major(batch["has_truth"][:, None].expand(-1, window)))
-        if self.weights["frame_articulation"]:
-            shape_net = unwrap_model(model).shape_net
+        if self.weights["frame_articulation"]:  # the weight is 0 once switched off
             shape_truth = batch["articulation"].flatten(0, 1)  # batch-major, as lower_halves stacks frames
             has_truth = batch["has_truth"][:, None].expand(-1, window).flatten()
-            terms["shape_fit"] = masked_mse(shape_net(lower_halves(batch["target"])), shape_truth, has_truth)
-            terms["frame_articulation"] = masked_mse(frozen_call(shape_net, lower_halves(frames)), shape_truth,
-                                                     has_truth)
+            terms["frame_articulation"] = masked_mse(self.shape_net(lower_halves(frames)), shape_truth, has_truth)
         teacher_frames = None
         if self.teacher is not None:
             with torch.no_grad():
@@ -223,8 +224,6 @@ class GeneratorRecipe(Recipe):
                             ("feature_distill", "feature_distill")):
             if key in terms:
                 total = total + self.weights[weight] * terms[key]
-        if "shape_fit" in terms:  # the shape net's own fit to the truth (its parameters only)
-            total = total + terms["shape_fit"]
         if self.sync_active and "sync" in terms:
             total = total + self.weights["sync"] * terms["sync"]
         return total

@@ -99,36 +99,3 @@ class ArticulationHead(nn.Module):
 
     def forward(self, embedding: Tensor) -> Tensor:
         return self.linear(embedding.flatten(1))
-
-
-class MouthShapeNet(nn.Module):
-    """A small CNN that reads the mouth shape (jaw, spread, round) off the lower half of a 96x96 face.
-
-    It is fitted to the ground-truth frames and their synthetic truth only (never to generated frames, so
-    it is not a discriminator), and its reading of the generated frames, with its weights held fixed, tells
-    the generator how far the mouth it drew is from the shape the speech needs.
-    """
-
-    def __init__(self, dimensions: int = 3, width: int = 16):
-        super().__init__()
-        layers, channels = [], 3
-        for out in (width, 2 * width, 4 * width, 4 * width):
-            layers += [nn.Conv2d(channels, out, 3, 2, 1), nn.GroupNorm(4, out), nn.ReLU(inplace=True)]
-            channels = out
-        self.features = nn.Sequential(*layers)
-        self.read_out = nn.Linear(channels, dimensions)
-
-    def forward(self, lower_faces: Tensor) -> Tensor:
-        return self.read_out(self.features(lower_faces).mean(dim=(2, 3)))
-
-
-def lower_halves(frames: Tensor) -> Tensor:
-    """(B,3,T,H,W) frames -> (B*T,3,H/2,W) lower halves, batch-major (index b*T + t)."""
-    lower = frames[..., frames.size(-2) // 2:, :]
-    return lower.permute(0, 2, 1, 3, 4).flatten(0, 1)
-
-
-def frozen_call(module: nn.Module, *inputs):
-    """module(*inputs) with its parameters detached: gradients reach the inputs, never the module."""
-    parameters = {name: value.detach() for name, value in module.named_parameters()}
-    return torch.func.functional_call(module, parameters, inputs)
