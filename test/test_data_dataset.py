@@ -205,3 +205,31 @@ def test_audio_augmentation_changes_level_and_noise_deterministically(root):
     assert torch.equal(noisy[0]["mels"], c["mels"])  # drawn from (seed, epoch, index) alone
     with pytest.raises(ValueError, match="low <= high"):
         AudioAugment(gain_db=(6.0, -6.0))
+
+
+def test_colour_augmentation_transforms_frames_and_reference_alike(root):
+    from training.data.dataset import ColourAugment
+
+    plain = Wav2LipDataset(root, "train", seed=1)
+    warmer = Wav2LipDataset(root, "train", seed=1, colour_augment=ColourAugment(channel_gain=(1.2, 1.2)))
+    a, b = plain[0], warmer[0]
+    assert a["start"] == b["start"] and torch.equal(a["mels"], b["mels"])  # the same window and audio
+    assert torch.allclose(b["target"], (a["target"] * 1.2).clamp(0, 1), atol=1e-6)
+    reference = a["face_input"][3:]
+    assert torch.allclose(b["face_input"][3:], (reference * 1.2).clamp(0, 1), atol=1e-6)
+    assert torch.all(b["face_input"][:3, :, 48:] == 0)  # the lower half is still masked
+
+    # Saturation scales each pixel's distance from its luma: 0 leaves grey, 1 leaves the colours.
+    colours = torch.rand(3, 2, 4, 4)
+    grey, same = ColourAugment(saturation=(0.0, 0.0)), ColourAugment()
+    rng = np.random.default_rng(0)
+    flat = grey([colours], rng)[0]
+    assert torch.allclose(flat, flat[:1].expand_as(flat), atol=1e-6)
+    luma = (colours * torch.tensor([0.114, 0.587, 0.299]).view(3, 1, 1, 1)).sum(0)
+    assert torch.allclose(flat[0], luma, atol=1e-6)
+    assert torch.allclose(same([colours], rng)[0], colours, atol=1e-6)
+    augmented = ColourAugment((0.5, 1.5), (0.8, 1.2), (0.8, 1.2))
+    assert torch.equal(augmented([colours], np.random.default_rng(3))[0],
+                       augmented([colours], np.random.default_rng(3))[0])  # drawn from the sample's generator
+    with pytest.raises(ValueError, match="low <= high"):
+        ColourAugment(brightness=(1.2, 0.8))

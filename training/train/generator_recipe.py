@@ -31,7 +31,7 @@ from lightlip_ros.engines.base import FACE_SHAPE, MEL_SHAPE
 from lightlip_ros.models import (CheckpointError, GeneratorWidths, build_generator, load_generator,
                                  load_mouth_shape_net, load_syncnet, lower_halves, save_generator, unwrap_model)
 
-from ..data.dataset import SHAPE_DIMENSIONS, AudioAugment, Wav2LipDataset, clip_truth
+from ..data.dataset import SHAPE_DIMENSIONS, AudioAugment, ColourAugment, Wav2LipDataset, clip_truth
 from .losses import (ArticulationHead, FeatureAdapters, expert_sync_loss, feature_distillation_loss, masked_mse,
                      mouth_reconstruction_loss, output_distillation_loss, reconstruction_loss)
 from .trainer import Recipe, TrainingError, dataset_pair
@@ -139,12 +139,14 @@ class GeneratorRecipe(Recipe):
 
     def datasets(self):
         data = self.config["data"]
-        try:
-            augment = AudioAugment.from_config(data.get("audio_augment"))
-        except (TypeError, ValueError) as error:
-            raise TrainingError(f"data.audio_augment: {error}") from error
+        augments = {}
+        for key, kind in (("audio_augment", AudioAugment), ("colour_augment", ColourAugment)):
+            try:
+                augments[key] = kind.from_config(data.get(key))
+            except (AttributeError, TypeError, ValueError) as error:
+                raise TrainingError(f"data.{key}: {error}") from error
         shared = {"reference_rest_fraction": float(data.get("reference_rest_fraction") or 0.0)}
-        train, val = dataset_pair(Wav2LipDataset, self.config, train_options=dict(shared, audio_augment=augment),
+        train, val = dataset_pair(Wav2LipDataset, self.config, train_options=dict(shared, **augments),
                                   val_options=shared)
         self._switch_off_truth_terms(train)
         return train, val
