@@ -281,3 +281,21 @@ def test_mouth_reconstruction_counts_only_the_mouth_box():
     inside = target.clone()
     inside[..., 60:80, 30:66] = 1.0
     assert float(mouth_reconstruction_loss(inside, target, boxes, 0)) == pytest.approx(1.0)
+
+
+def test_motion_weight_makes_a_still_mouth_cost_more_where_the_truth_moves():
+    from training.train.losses import mouth_reconstruction_loss
+
+    boxes = torch.tensor([[[30.0, 60.0, 66.0, 80.0]] * 5])
+    reference = torch.full((1, 3, 5, 96, 96), 0.5)  # the still face: closed lips everywhere
+    target = reference.clone()
+    target[..., 66:74, 36:60] = 0.1  # the truth opens the mouth: a dark gap the reference lacks
+    still = reference.clone()  # the mouth left closed: wrong only inside the gap
+    plain = float(mouth_reconstruction_loss(still, target, boxes, 0))
+    weighted = float(mouth_reconstruction_loss(still, target, boxes, 0, reference, motion_weight=4.0))
+    assert weighted > 1.5 * plain > 0  # 192 gap pixels of 720 weigh 2.6 each
+    # Where truth and reference agree the weight stays 1, so in the weighted mean an error there counts less.
+    smudged = target.clone()
+    smudged[..., 60:64, 30:66] += 0.2
+    assert float(mouth_reconstruction_loss(smudged, target, boxes, 0, reference, motion_weight=4.0)) < \
+        float(mouth_reconstruction_loss(smudged, target, boxes, 0))

@@ -4,7 +4,8 @@ One recipe covers all three, because they are one loss with different terms swit
 in any of them):
 
     total = recon·L1(G, ground truth)
-          + mouth_recon·L1 inside the mouth box (G, ground truth)
+          + mouth_recon·L1 inside the mouth box (G, ground truth), pixels that differ from the reference
+            weighted up by mouth_motion_weight
           + articulation·MSE(head(G's audio embedding), mouth-shape truth)
           + frame_articulation·MSE(mouth-shape net(G frames), mouth-shape truth)
           + output_distill·L1(G, teacher frames)                       (distillation only)
@@ -106,6 +107,7 @@ class GeneratorRecipe(Recipe):
         self.name = config["recipe"]
         self.weights = {key: float(config["loss"][key] or 0.0) for key in LOSS_TERMS}
         self.mouth_margin = float(config["loss"]["mouth_margin"])
+        self.motion_weight = float(config["loss"]["mouth_motion_weight"] or 0.0)
         self.sync_enable_below = config["loss"]["sync_enable_below"]
         self.sync_active = self.sync_enable_below is None
         self.teacher = None
@@ -197,7 +199,8 @@ class GeneratorRecipe(Recipe):
         terms = {"l1": reconstruction_loss(frames, batch["target"])}
         if self.weights["mouth_recon"]:
             terms["mouth_l1"] = mouth_reconstruction_loss(frames, batch["target"], batch["mouth_box"],
-                                                          self.mouth_margin)
+                                                          self.mouth_margin, batch["face_input"][:, 3:],
+                                                          self.motion_weight)
         window = batch["articulation"].size(1)
         if articulation is not None and self.weights["articulation"]:  # the weight is 0 once switched off
             terms["articulation"] = masked_mse(articulation, time_major(batch["articulation"]),

@@ -72,12 +72,20 @@ def mouth_mask(boxes: Tensor, height: int, width: int, margin: float) -> Tensor:
     return inside.unsqueeze(1).to(boxes.dtype)
 
 
-def mouth_reconstruction_loss(frames: Tensor, target: Tensor, boxes: Tensor, margin: float) -> Tensor:
-    """L1 to the ground truth inside the mouth boxes only (mean over the masked pixels): the region that
-    whole-frame L1 lets a blurred, average mouth get away with."""
-    mask = mouth_mask(boxes.float(), frames.size(-2), frames.size(-1), margin)
-    error = (frames.float() - target.float()).abs() * mask
-    return error.sum() / (mask.sum() * frames.size(1)).clamp_min(1.0)
+def mouth_reconstruction_loss(frames: Tensor, target: Tensor, boxes: Tensor, margin: float, reference: Tensor = None,
+                              motion_weight: float = 0.0) -> Tensor:
+    """L1 to the ground truth inside the mouth boxes only (weighted mean over the masked pixels): the region
+    that whole-frame L1 lets a blurred, average mouth get away with.
+
+    With a reference window and motion_weight k, each pixel weighs 1 + k * |target - reference| (mean over
+    channels): where the mouth must differ from the still face it was given (an open mouth over a closed
+    reference), a half-drawn mouth costs more than a half-drawn rest does, so when the speech leaves the
+    shape uncertain the optimum leans towards moving the lips instead of keeping them still."""
+    weight = mouth_mask(boxes.float(), frames.size(-2), frames.size(-1), margin)
+    if reference is not None and motion_weight:
+        weight = weight * (1.0 + motion_weight * (target.float() - reference.float()).abs().mean(1, keepdim=True))
+    error = (frames.float() - target.float()).abs() * weight
+    return error.sum() / (weight.sum() * frames.size(1)).clamp_min(1.0)
 
 
 def masked_mse(predicted: Tensor, truth: Tensor, weight: Tensor) -> Tensor:

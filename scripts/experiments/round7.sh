@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Round 7 (CPU, 2 cores): three levers measured on the shipped student continued for STEPS more steps at a lower
+# rate (same data, batch, schedule and steps in every row): the fixed mouth-shape net (loss.frame_articulation at
+# weights 1 and 4), the colour augmentation of the training faces (data.colour_augment, on by default), and,
+# with it, mouth pixels weighted by how far the truth moves from the reference (loss.mouth_motion_weight 4);
+# then both evaluations.
+#   scripts/experiments/round7.sh [STEPS]   (default 2500, about 11 min per row; resumes an interrupted run)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+STEPS="${1:-2500}"
+VAL_EVERY=500
+source scripts/experiments/round_settings.sh "$STEPS"  # COMMON, train, train_shape_net, evaluate_test, evaluate_speech
+OUT=runs/round7
+train_shape_net
+CONTINUE=(--init lightlip_ros/assets/student.pt --lr 3e-4)
+NO_COLOUR=(--set data.colour_augment=null)
+declare -A RUNS=(
+  [control]="${NO_COLOUR[*]}"
+  [shape1]="${NO_COLOUR[*]} --shape-net $SHAPE_NET --set loss.frame_articulation=1"
+  [shape4]="${NO_COLOUR[*]} --shape-net $SHAPE_NET --set loss.frame_articulation=4"
+  [colour]=""  # the defaults: colour augmentation on
+  [motion4]="--set loss.mouth_motion_weight=4"
+)
+ORDER=(control shape1 shape4 colour motion4)
+models=()
+for name in "${ORDER[@]}"; do
+  # shellcheck disable=SC2086
+  [ -f "$OUT/$name/summary.json" ] || train student "$OUT/$name" "${CONTINUE[@]}" ${RUNS[$name]}
+  models+=("$OUT/$name/model_last.pt")
+done
+evaluate_test "$OUT/eval-test" "${models[@]}" lightlip_ros/assets/student.pt
+evaluate_speech "$OUT/speech" "${models[@]}"
