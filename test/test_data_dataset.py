@@ -233,3 +233,39 @@ def test_colour_augmentation_transforms_frames_and_reference_alike(root):
                        augmented([colours], np.random.default_rng(3))[0])  # drawn from the sample's generator
     with pytest.raises(ValueError, match="low <= high"):
         ColourAugment(brightness=(1.2, 0.8))
+
+
+def test_room_and_microphone_augmentation_filter_and_echo_the_speech():
+    from training.data.dataset import AudioAugment
+
+    seconds, onset = 2.4, 1.2  # a 1 kHz tone from 1.2 s, over a faint noise floor
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    wav = (np.random.default_rng(0).normal(0, 1e-4, t.shape) + 0.5 * np.sin(2 * np.pi * 1000 * t) * (t >= onset))
+    wav = wav.astype(np.float32)
+    whole = melspectrogram(wav)
+    columns, onset_column = (80, 150), int(onset * 80)
+
+    def augmented(augment, seed=0):
+        return augment.mel(wav, np.random.default_rng(seed), columns, whole.shape[1])[:, columns[0]:columns[1]]
+
+    plain = augmented(AudioAugment())
+    assert np.allclose(plain, whole[:, columns[0]:columns[1]], atol=1e-5)  # the segment equals the whole clip
+    # A 2-4 kHz band-pass (a tinny loudspeaker) takes the 1 kHz tone far down.
+    tinny = augmented(AudioAugment(band_hz=((2000, 2000), (4000, 4000))))
+    steady = slice(onset_column - columns[0] + 4, None)
+    tone_bin = int(plain[:, steady].mean(axis=1).argmax())
+    drop_db = 100 / 8 * float((plain[tone_bin, steady] - tinny[tone_bin, steady]).mean())  # 8 mel units per 100 dB
+    assert drop_db > 15, drop_db
+    # A room echoes only what came before: the quiet before the onset stays quiet (its faint noise coloured by a
+    # few dB), the tone does not leak back into it, and the onset's broadband edge rings on after it.
+    room = AudioAugment(reverb_s=(0.5, 0.5))
+    echoed = augmented(room)
+    before = slice(0, onset_column - columns[0] - 3)
+    assert np.allclose(echoed[:, before], plain[:, before], atol=0.3)
+    assert float(np.abs(echoed[:, steady] - plain[:, steady]).mean()) > 0.02
+    assert np.array_equal(echoed, augmented(room))  # drawn from the sample's generator alone
+    assert not np.array_equal(echoed, augmented(room, seed=1))
+    with pytest.raises(ValueError, match="high-pass corner below"):
+        AudioAugment(band_hz=((300, 3000), (2000, 4000)))
+    with pytest.raises(ValueError, match=">= 0 s"):
+        AudioAugment(reverb_s=(-0.1, 0.3))

@@ -2,8 +2,8 @@
 # Round 7 (CPU, 2 cores): three levers measured on the shipped student continued for STEPS more steps at a lower
 # rate (same data, batch, schedule and steps in every row): the fixed mouth-shape net (loss.frame_articulation at
 # weights 1 and 4), the colour augmentation of the training faces (data.colour_augment, on by default), and,
-# with it, mouth pixels weighted by how far the truth moves from the reference (loss.mouth_motion_weight 4);
-# then both evaluations.
+# with it, mouth pixels weighted by how far the truth moves from the reference (loss.mouth_motion_weight 4) and
+# rooms and microphones in the audio augmentation (reverb_s, band_hz); then both evaluations.
 #   scripts/experiments/round7.sh [STEPS]   (default 2500, about 11 min per row; resumes an interrupted run)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,8 +20,9 @@ declare -A RUNS=(
   [shape4]="${NO_COLOUR[*]} --shape-net $SHAPE_NET --set loss.frame_articulation=4"
   [colour]=""  # the defaults: colour augmentation on
   [motion4]="--set loss.mouth_motion_weight=4"
+  [room]="--set data.audio_augment.reverb_s=[0.0,0.6] --set data.audio_augment.band_hz=[[50,300],[3400,7800]]"
 )
-ORDER=(control shape1 shape4 colour motion4)
+ORDER=(control shape1 shape4 colour motion4 room)
 models=()
 for name in "${ORDER[@]}"; do
   # shellcheck disable=SC2086

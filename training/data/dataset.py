@@ -27,11 +27,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import scipy.signal
 import torch
 from torch.utils.data import Dataset
 
 from lightlip_ros.atomic_files import atomic_write
-from lightlip_ros.audio import FPS, HOP_LENGTH, MEL_STEP_SIZE, N_MELS, load_audio, mel_window_start, melspectrogram
+from lightlip_ros.audio import (FPS, HOP_LENGTH, MEL_STEP_SIZE, N_MELS, SAMPLE_RATE, load_audio, mel_window_start,
+                                melspectrogram)
 from lightlip_ros.face import CROP_SIZE
 from lightlip_ros.models.syncnet import SYNC_FRAMES, syncnet_face_input
 
@@ -109,44 +111,91 @@ def clip_truth(clip_dir):
 
 
 class AudioAugment:
-    """Random loudness and noise floor for a training sample's audio, drawn from the sample's generator.
+    """Random loudness, room, microphone and noise floor for a training sample's audio, drawn from the
+    sample's generator.
 
     gain_db: (low, high) gain in dB; snr_db: (low, high) ratio of the clip's speech RMS to added white
-    noise, in dB (None: no noise). The mel columns a sample uses are recomputed from the augmented
-    waveform, so the mel front end and its floor behave exactly as on real audio at that level.
+    noise, in dB (None: no noise); reverb_s: (low, high) reverberation time (RT60) of a synthetic room,
+    an exponentially decaying noise tail behind the direct sound, 0 = dry (None: no room); band_hz:
+    ((low, high), (low, high)) cut-offs of a 4th-order Butterworth band-pass, the high-pass then the
+    low-pass corner, as a small loudspeaker, a telephone or a cheap microphone cut speech (None: full band).
+    The mel columns a sample uses are recomputed from the augmented waveform, so the mel front end and its
+    floor behave exactly as on real audio at that level.
     """
 
     # Columns computed on each side of the needed ones: the STFT window of a column reaches 2 columns out,
     # and the pre-emphasis filter one sample further.
     MARGIN_COLUMNS = 3
+    # Direct-to-reverberant energy ratio of the synthetic room (dB): a voice a metre or two from the microphone.
+    DIRECT_TO_REVERB_DB = (3.0, 15.0)
+    # Audio before the needed columns that the band-pass filter runs over first, so it has settled (s).
+    FILTER_SETTLE_S = 0.1
 
-    def __init__(self, gain_db=(0.0, 0.0), snr_db=None):
+    def __init__(self, gain_db=(0.0, 0.0), snr_db=None, reverb_s=None, band_hz=None):
         self.gain_db = _range(gain_db, "audio gain")
         self.snr_db = None if snr_db is None else _range(snr_db, "audio SNR")
+        self.reverb_s = None if reverb_s is None else _range(reverb_s, "reverberation time")
+        if self.reverb_s is not None and self.reverb_s[0] < 0:
+            raise ValueError(f"reverberation time must be >= 0 s, got {reverb_s}")
+        self.band_hz = None
+        if band_hz is not None:
+            high_pass, low_pass = (_range(corner, "band-pass corner") for corner in band_hz)
+            if not 0 < high_pass[1] < low_pass[0]:
+                raise ValueError(f"band_hz must be ((high-pass low, high), (low-pass low, high)) with every "
+                                 f"high-pass corner below every low-pass corner, got {band_hz}")
+            self.band_hz = (high_pass, low_pass)
+        context_s = (self.reverb_s[1] if self.reverb_s else 0.0) + (self.FILTER_SETTLE_S if self.band_hz else 0.0)
+        self._context_columns = int(np.ceil(context_s * SAMPLE_RATE / HOP_LENGTH))
 
     @classmethod
     def from_config(cls, section):
-        """From a config's data.audio_augment mapping ({gain_db, snr_db}) or None (no augmentation)."""
+        """From a config's data.audio_augment mapping ({gain_db, snr_db, reverb_s, band_hz}) or None (no
+        augmentation)."""
         if not section:
             return None
-        return cls(section.get("gain_db") or (0.0, 0.0), section.get("snr_db"))
+        return cls(section.get("gain_db") or (0.0, 0.0), section.get("snr_db"), section.get("reverb_s"),
+                   section.get("band_hz"))
 
     def mel(self, wav, rng, columns, n_columns):
         """(80, n_columns) mel of the augmented clip, with only the columns in range(*columns) computed
         (the others are zero): a sample needs about 30 of a clip's hundreds, and they equal the columns
-        of the whole augmented clip's mel (the segment keeps MARGIN_COLUMNS of real audio on each side)."""
+        of the whole augmented clip's mel (the segment keeps MARGIN_COLUMNS of real audio on each side, and
+        before that as much as the room's echo and the filter reach back)."""
         gain = 10.0 ** (rng.uniform(*self.gain_db) / 20.0)
         first = max(0, columns[0] - self.MARGIN_COLUMNS)
+        start = max(0, first - self._context_columns)
         end = min(n_columns, columns[1] + self.MARGIN_COLUMNS)
         stop = len(wav) if end == n_columns else HOP_LENGTH * (end - 1) + 1  # the clip's end reflects as in the whole
-        segment = wav[HOP_LENGTH * first:stop].astype(np.float32) * np.float32(gain)
+        segment = wav[HOP_LENGTH * start:stop].astype(np.float32) * np.float32(gain)
+        noise = None
         if self.snr_db is not None:
             speech_rms = gain * clip_rms(wav)
             noise_rms = speech_rms / 10.0 ** (rng.uniform(*self.snr_db) / 20.0)
-            segment = segment + rng.normal(0.0, noise_rms, segment.shape).astype(np.float32)
+            noise = rng.normal(0.0, noise_rms, segment.shape).astype(np.float32)
+        segment = self._room_and_microphone(segment, rng)  # drawn after the level and noise of earlier versions
+        if noise is not None:
+            segment = segment + noise
         mel = np.zeros((N_MELS, n_columns), np.float32)
-        mel[:, first:end] = melspectrogram(np.clip(segment, -1.0, 1.0))[:, :end - first]
+        computed = melspectrogram(np.clip(segment, -1.0, 1.0))
+        mel[:, first:end] = computed[:, first - start:end - start]
         return mel
+
+    def _room_and_microphone(self, segment, rng):
+        if self.reverb_s is not None:
+            reverb_time = rng.uniform(*self.reverb_s)
+            if reverb_time > 0:
+                length = max(2, int(reverb_time * SAMPLE_RATE))
+                decay = np.exp(-np.log(1000.0) * np.arange(length) / length)  # 60 dB down at the reverb time
+                tail = rng.normal(0.0, 1.0, length) * decay
+                tail *= np.sqrt(10.0 ** (-rng.uniform(*self.DIRECT_TO_REVERB_DB) / 10.0) / np.sum(tail[1:] ** 2))
+                tail[0] = 1.0  # the direct sound
+                segment = scipy.signal.fftconvolve(segment, tail)[:len(segment)].astype(np.float32)
+        if self.band_hz is not None:
+            (high_pass, low_pass), nyquist = self.band_hz, SAMPLE_RATE / 2.0
+            corners = [rng.uniform(*high_pass), min(rng.uniform(*low_pass), 0.99 * nyquist)]
+            band = scipy.signal.butter(4, corners, btype="bandpass", fs=SAMPLE_RATE, output="sos")
+            segment = scipy.signal.sosfilt(band, segment).astype(np.float32)
+        return segment
 
 
 class ColourAugment:
