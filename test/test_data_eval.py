@@ -181,6 +181,21 @@ def test_speech_metrics_reward_a_mouth_that_follows_the_speech():
     assert abs(still["r_envelope"] or 0) < 0.5 and still["open_std"] < 0.001
 
 
+def test_still_face_psnr_sees_a_painted_nose_and_not_the_mouth():
+    from training.data.evaluate import still_face_psnr
+
+    still = np.full((96, 96, 3), 120, np.uint8)
+    landmarks = np.zeros((68, 2))
+    landmarks[48:68] = [[40, 70], [56, 76]] * 10  # the still mouth spans rows 70-76
+    moving = np.repeat(still[None], 4, axis=0)
+    moving[:, 68:90] = 30  # the mouth opens: not above it
+    assert still_face_psnr(moving, still, landmarks) == float("inf")
+    painted = moving.copy()
+    painted[:, 55:60, 44:52, 2] = 220  # a reddish spot on the nose
+    assert still_face_psnr(painted, still, landmarks) < 30
+    assert still_face_psnr(moving, still, None) is None
+
+
 def test_evaluate_speech_on_real_speech_and_the_bundled_face(tmp_path, landmarker):
     from conftest import ASSETS
 
@@ -189,6 +204,6 @@ def test_evaluate_speech_on_real_speech_and_the_bundled_face(tmp_path, landmarke
                              progress=False)
     (row,) = report["rows"]
     assert row["frames"] > 50 and row["landmarks_found"] > 0.8 * row["frames"]
-    for key in ("open_std", "open_p95", "open_speech"):
+    for key in ("open_std", "open_p95", "open_speech", "psnr_above_mouth"):
         assert row[key] is not None and np.isfinite(row[key])
     assert main(["eval-speech", "--checkpoint", str(checkpoint), "--audio", str(tmp_path / "none.wav")]) == 1

@@ -480,8 +480,9 @@ def speech_envelope(wav, n_frames, fps=FPS):
 
 
 def speech_openings(engine: InferenceEngine, model_input, wav, landmarker, batch_size=64):
-    """Relative mouth openings (NaN where no landmarks) of the frames a generator draws for speech `wav`
-    on a prepared face (its (6, 96, 96) model input), exactly as the node renders them."""
+    """(relative mouth openings (NaN where no landmarks), PSNR above the mouth (see still_face_psnr)) of the
+    frames a generator draws for speech `wav` on a prepared face (its (6, 96, 96) model input), exactly as the
+    node renders them."""
     from lightlip_ros.stream import offline_mel_windows
 
     windows = offline_mel_windows(wav)
@@ -495,7 +496,20 @@ def speech_openings(engine: InferenceEngine, model_input, wav, landmarker, batch
         points = landmarker.landmarks(crop, box)
         if points is not None:
             openings[k] = relative_opening(points)
-    return openings
+    return openings, still_face_psnr(crops, still, landmarker.landmarks(still, box))
+
+
+def still_face_psnr(crops, still, still_landmarks):
+    """PSNR (dB) of generated crops against the still face they were drawn on, between the crop's middle
+    (where the generator's drawing starts) and the top of the still mouth: the nose and cheeks, which speech
+    does not move. A colour cast or a highlight the generator paints shows here. None without landmarks."""
+    if still_landmarks is None:
+        return None
+    top, bottom = CROP_SIZE // 2, int(np.floor(mouth_points(still_landmarks)[:, 1].min())) - 2
+    if bottom <= top:
+        return None
+    error = (crops[:, top:bottom].astype(np.float64) - still[None, top:bottom].astype(np.float64)) ** 2
+    return psnr_from_mse(float(error.mean()))
 
 
 def speech_metrics(openings, wav):
@@ -538,17 +552,19 @@ def evaluate_speech(model_paths, audio_files, face_files, landmarker="auto", thr
         pairs = [(f, a) for f in faces for a in audios]
         for face_path, audio_path in tqdm(pairs, desc=f"speech {Path(model_path).name}", unit="clip",
                                           disable=not progress):
-            openings = speech_openings(engine, faces[face_path], audios[audio_path], landmarker)
+            openings, face_psnr = speech_openings(engine, faces[face_path], audios[audio_path], landmarker)
             rows.append({"model": str(model_path), "face": face_path, "audio": audio_path,
-                         **speech_metrics(openings, audios[audio_path])})
+                         **speech_metrics(openings, audios[audio_path]), "psnr_above_mouth": face_psnr})
     return {"landmarker": landmarker.name, "rows": rows}
 
 
 def speech_markdown(report):
-    lines = ["| model | face | speech | r envelope | open std | open p95 | open silence | open speech |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | face | speech | r envelope | open std | open p95 | open silence | open speech "
+             "| PSNR above mouth (dB) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in report["rows"]:
         lines.append(f"| {Path(row['model']).parent.name}/{Path(row['model']).name} | {Path(row['face']).stem} | "
                      f"{Path(row['audio']).stem} | {_format(row['r_envelope'])} | {_format(row['open_std'])} | "
-                     f"{_format(row['open_p95'])} | {_format(row['open_silence'])} | {_format(row['open_speech'])} |")
+                     f"{_format(row['open_p95'])} | {_format(row['open_silence'])} | {_format(row['open_speech'])} | "
+                     f"{_format(row.get('psnr_above_mouth'), 2)} |")
     return "\n".join(lines) + "\n"
