@@ -225,7 +225,8 @@ class ColourAugment:
                    section.get("brightness") or (1.0, 1.0))
 
     def __call__(self, windows, rng):
-        """The (3, ...) BGR tensors in [0, 1] of one sample, all transformed by one random draw."""
+        """The (3, ...) BGR tensors in [0, 1] of one sample, all transformed by one random draw (values may
+        leave [0, 1])."""
         saturation = rng.uniform(*self.saturation)
         gains = torch.from_numpy(rng.uniform(*self.channel_gain, size=3) * rng.uniform(*self.brightness)).float()
         luma_weights = torch.tensor(self._LUMA)
@@ -234,7 +235,9 @@ class ColourAugment:
             shape = (3,) + (1,) * (window.dim() - 1)
             luma = (window * luma_weights.view(shape)).sum(0, keepdim=True)
             coloured = luma + saturation * (window - luma)
-            transformed.append((coloured * gains.view(shape)).clamp_(0.0, 1.0))
+            # Not clipped to [0, 1]: clipping turns a sample's highlights into a hue of their own (a white nose tip
+            # yellow), and a student trained on clipped samples painted a yellow nose tip on the bundled face.
+            transformed.append(coloured * gains.view(shape))
         return transformed
 
 
