@@ -119,16 +119,22 @@ def test_distillation_loss_falls_on_a_batch_it_overfits(synth_root, tmp_path):
     model = recipe.build_model()
     train_set, _ = recipe.datasets()
     batch = _move(torch.utils.data.default_collate([train_set[0], train_set[1]]), torch.device("cpu"))
+    losses, scalars = _overfit(recipe, model, batch, steps=40)
+    assert {"l1", "output_distill", "feature_distill"} <= set(scalars)
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def _overfit(recipe, model, batch, steps):
+    """(losses, last step's scalars) of `steps` Adam steps of the recipe on one batch."""
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
-    for _ in range(40):
+    for _ in range(steps):
         loss, scalars = recipe.training_step(model, batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
-    assert {"l1", "output_distill", "feature_distill"} <= set(scalars)
-    assert losses[-1] < 0.5 * losses[0], losses
+    return losses, scalars
 
 
 def _student_run(synth_root, out, steps, resume=None):
@@ -256,14 +262,7 @@ def test_shape_net_recipe_learns_to_read_the_mouth(synth_root):
     model = recipe.build_model()
     train_set, _ = recipe.datasets()
     batch = torch.utils.data.default_collate([train_set[i] for i in range(4)])
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(60):
-        loss, _ = recipe.training_step(model, batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
+    losses, _ = _overfit(recipe, model, batch, steps=60)
     assert losses[-1] < 0.3 * losses[0], losses
 
 
