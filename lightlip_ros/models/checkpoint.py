@@ -30,7 +30,6 @@ PROJECT_FORMAT = "lightlip"
 FORMAT_VERSION = 1
 GENERATOR = "generator"
 SYNC_EXPERT = "syncnet"
-MOUTH_SHAPE = MOUTH_SHAPE_NET
 
 # Prefixes wrappers add to every key: DataParallel/DistributedDataParallel and torch.compile.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -87,7 +86,7 @@ def save_syncnet(model: nn.Module, path, **metadata) -> Path:
 def load_mouth_shape_net(path, map_location="cpu") -> MouthShapeNet:
     """Load the mouth-shape reader (LightLip's format only: the project trains it, `lightlip-train shapenet`)."""
     path = Path(path)
-    state, source_format, config, metadata = _unpack(_read(path, map_location), path, MOUTH_SHAPE)
+    state, source_format, config, metadata = _unpack(_read(path, map_location), path, MOUTH_SHAPE_NET)
     if source_format != PROJECT_FORMAT or config.get("architecture") != MOUTH_SHAPE_NET:
         raise CheckpointError(f"{path}: not a LightLip mouth-shape net (train one with `lightlip-train shapenet`)")
     try:
@@ -102,7 +101,7 @@ def save_mouth_shape_net(model: nn.Module, path, **metadata) -> Path:
     model = unwrap_model(model)
     if not isinstance(model, MouthShapeNet):
         raise TypeError(f"save_mouth_shape_net needs a MouthShapeNet, got {type(model).__name__}")
-    return _write(path, MOUTH_SHAPE, model, metadata)
+    return _write(path, MOUTH_SHAPE_NET, model, metadata)
 
 
 def _read(path: Path, map_location):

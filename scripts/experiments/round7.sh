@@ -25,9 +25,9 @@ declare -A WITH_COLOUR=([colour]=1 [motion4]=1 [room]=1)
 ORDER=(control shape1 shape4 colour motion4 room)
 models=()
 for name in "${ORDER[@]}"; do
-  # shellcheck disable=SC2086
   colour=()
   [ -n "${WITH_COLOUR[$name]:-}" ] && colour=("${COLOUR[@]}")
+  # shellcheck disable=SC2086
   [ -f "$OUT/$name/summary.json" ] || train student "$OUT/$name" "${CONTINUE[@]}" "${colour[@]}" ${RUNS[$name]:-}
   models+=("$OUT/$name/model_last.pt")
 done

@@ -110,6 +110,12 @@ def clip_truth(clip_dir):
     return read_truth(clip_dir)
 
 
+def has_synthetic_truth(dataset, probe_clips=64):
+    """Whether a data set's clips carry the synthetic truth (truth.json), judged on its first probe_clips clips:
+    `lightlip-data synth` writes it for every clip, `lightlip-data preprocess` for none."""
+    return any(clip_truth(str(dataset.root / clip)) is not None for clip in dataset.clips[:probe_clips])
+
+
 class AudioAugment:
     """Random loudness, room, microphone and noise floor for a training sample's audio, drawn from the
     sample's generator.

@@ -32,7 +32,7 @@ from lightlip_ros.engines.base import FACE_SHAPE, MEL_SHAPE
 from lightlip_ros.models import (CheckpointError, GeneratorWidths, build_generator, load_generator,
                                  load_mouth_shape_net, load_syncnet, lower_halves, save_generator, unwrap_model)
 
-from ..data.dataset import SHAPE_DIMENSIONS, AudioAugment, ColourAugment, Wav2LipDataset, clip_truth
+from ..data.dataset import SHAPE_DIMENSIONS, AudioAugment, ColourAugment, Wav2LipDataset, has_synthetic_truth
 from .losses import (ArticulationHead, FeatureAdapters, expert_sync_loss, feature_distillation_loss, masked_mse,
                      mouth_reconstruction_loss, output_distillation_loss, reconstruction_loss)
 from .trainer import Recipe, TrainingError, dataset_pair
@@ -42,13 +42,18 @@ LOSS_TERMS = ("recon", "mouth_recon", "articulation", "frame_articulation", "syn
               "feature_distill")
 # Terms that need the synthetic truth's mouth shapes.
 TRUTH_TERMS = ("articulation", "frame_articulation")
-# Clips of the training list checked for truth.json before the truth terms are switched off.
-_TRUTH_PROBE_CLIPS = 64
 
 
 def time_major(per_frame: torch.Tensor) -> torch.Tensor:
     """(B, T, ...) -> (T*B, ...): the order in which the generator stacks the frames of 5-D input."""
     return per_frame.transpose(0, 1).flatten(0, 1)
+
+
+def batch_major_truth(batch) -> tuple:
+    """(B*T, 3) mouth-shape truth and (B*T,) has-truth weights of a batch, batch-major (b*T + t) as
+    lower_halves stacks the frames the mouth-shape net reads."""
+    window = batch["articulation"].size(1)
+    return batch["articulation"].flatten(0, 1), batch["has_truth"][:, None].expand(-1, window).flatten()
 
 
 class GeneratorWithAdapters(nn.Module):
@@ -156,8 +161,7 @@ class GeneratorRecipe(Recipe):
     def _switch_off_truth_terms(self, train) -> None:
         """Data without synthetic truth (lightlip-data preprocess output) cannot supervise mouth shapes."""
         wanted = [term for term in TRUTH_TERMS if self.weights[term]]
-        probe = train.clips[:_TRUTH_PROBE_CLIPS]
-        if wanted and not any(clip_truth(str(train.root / clip)) is not None for clip in probe):
+        if wanted and not has_synthetic_truth(train):
             for term in wanted:
                 self.weights[term] = 0.0
             LOG.warning("no truth.json in the training clips: %s switched off (they need the synthetic "
@@ -206,9 +210,7 @@ class GeneratorRecipe(Recipe):
             terms["articulation"] = masked_mse(articulation, time_major(batch["articulation"]),
                                                time_major(batch["has_truth"][:, None].expand(-1, window)))
         if self.weights["frame_articulation"]:  # the weight is 0 once switched off
-            shape_truth = batch["articulation"].flatten(0, 1)  # batch-major, as lower_halves stacks frames
-            has_truth = batch["has_truth"][:, None].expand(-1, window).flatten()
-            terms["frame_articulation"] = masked_mse(self.shape_net(lower_halves(frames)), shape_truth, has_truth)
+            terms["frame_articulation"] = masked_mse(self.shape_net(lower_halves(frames)), *batch_major_truth(batch))
         teacher_frames = None
         if self.teacher is not None:
             with torch.no_grad():

@@ -14,17 +14,17 @@ import torch
 from lightlip_ros.models import (CheckpointError, MouthShapeNet, load_mouth_shape_net, lower_halves,
                                  save_mouth_shape_net)
 
-from ..data.dataset import SHAPE_DIMENSIONS, Wav2LipDataset, clip_truth
+from ..data.dataset import SHAPE_DIMENSIONS, Wav2LipDataset, has_synthetic_truth
+from ..data.evaluate import pearson
 from ..data.synth.visemes import SHAPE_NAMES
+from .generator_recipe import batch_major_truth
 from .losses import masked_mse
 from .trainer import Recipe, TrainingError, dataset_pair
 
 
 def _frames_and_truth(batch):
     """(N,3,48,96) lower halves of the target frames, (N,3) truth, (N,) has-truth weights, batch-major."""
-    window = batch["articulation"].size(1)
-    has_truth = batch["has_truth"][:, None].expand(-1, window).flatten()
-    return lower_halves(batch["target"]), batch["articulation"].flatten(0, 1), has_truth
+    return (lower_halves(batch["target"]), *batch_major_truth(batch))
 
 
 def _photometric_jitter(faces, generator: torch.Generator):
@@ -42,7 +42,7 @@ class MouthShapeRecipe(Recipe):
 
     def datasets(self):
         train, val = dataset_pair(Wav2LipDataset, self.config)
-        if not any(clip_truth(str(train.root / clip)) is not None for clip in train.clips[:64]):
+        if not has_synthetic_truth(train):
             raise TrainingError(f"{train.root}: no truth.json in the training clips; the mouth-shape net learns "
                                 "from the synthetic benchmark's truth (lightlip-data synth)")
         self._jitter = torch.Generator(device=self.device).manual_seed(int(self.config["train"]["seed"]))
@@ -72,8 +72,9 @@ class MouthShapeRecipe(Recipe):
         reading, truth = torch.cat(readings).numpy(), torch.cat(truths).numpy()
         metrics = {"val/loss": float(np.mean((reading - truth) ** 2)) if len(truth) else float("nan")}
         for k, name in enumerate(SHAPE_NAMES):  # how well each dimension is read, scale-free
-            if len(truth) > 2 and truth[:, k].std() > 0 and reading[:, k].std() > 0:
-                metrics[f"val/r_{name}"] = float(np.corrcoef(reading[:, k], truth[:, k])[0, 1])
+            r = pearson(reading[:, k], truth[:, k])
+            if r is not None:
+                metrics[f"val/r_{name}"] = r
         return metrics
 
     def export(self, model, path, metadata: dict) -> None:
