@@ -269,3 +269,28 @@ def test_room_and_microphone_augmentation_filter_and_echo_the_speech():
         AudioAugment(band_hz=((300, 3000), (2000, 4000)))
     with pytest.raises(ValueError, match=">= 0 s"):
         AudioAugment(reverb_s=(-0.1, 0.3))
+
+
+def test_wide_open_weight_draws_wide_mouths_more_often(tmp_path):
+    import json
+
+    from training.data.dataset import SYNC_FRAMES
+
+    _make_clip(tmp_path / "spk/a")
+    jaw = np.zeros(N_FRAMES)
+    jaw[40:50] = 1.0  # one wide-open stretch in a closed-mouth clip
+    truth = {"crop_size": 96, "jaw": jaw.tolist(), "spread": [0.0] * N_FRAMES, "round": [0.0] * N_FRAMES,
+             "lips_box": [[30, 60, 66, 80]] * N_FRAMES}
+    (tmp_path / "spk/a/truth.json").write_text(json.dumps(truth))
+    write_filelist(tmp_path, "train", ["spk/a"])
+
+    def wide_share(weight):
+        data = Wav2LipDataset(tmp_path, "train", seed=0, samples_per_clip=400, wide_open_weight=weight)
+        starts = np.array([data[i]["start"] for i in range(len(data))])
+        return float(np.mean([jaw[s:s + SYNC_FRAMES].mean() > 0.5 for s in starts]))
+
+    uniform, weighted = wide_share(0.0), wide_share(4.0)
+    assert 0.05 < uniform < 0.25  # 11 of the clip's windows are mostly open
+    assert weighted > 2 * uniform
+    with pytest.raises(ValueError, match="wide_open_weight"):
+        Wav2LipDataset(tmp_path, "train", wide_open_weight=-1)

@@ -197,18 +197,21 @@ def test_truth_terms_switch_off_on_data_without_truth(synth_root, tmp_path, capl
         truth.unlink()
     save_mouth_shape_net(MouthShapeNet(), tmp_path / "shape.pt")
     config = build_config("distill", overrides=[f"data.root={recorded}", "loss.sync=0", "loss.frame_articulation=1",
-                                                f"shape_net.checkpoint={tmp_path / 'shape.pt'}"])
+                                                f"shape_net.checkpoint={tmp_path / 'shape.pt'}",
+                                                "data.wide_open_weight=3", "loss.mouth_gradient=1"])
     config["model"]["widths"] = 0.0625
     recipe = GeneratorRecipe(config, torch.device("cpu"))
     model = recipe.build_model()  # the trainer builds the model before it reads the data
     with caplog.at_level("WARNING", logger="lightlip.train"):
         train_set, _ = recipe.datasets()
     assert recipe.weights["articulation"] == 0 and recipe.weights["frame_articulation"] == 0
-    assert recipe.weights["mouth_recon"] > 0  # the mouth box falls back to the crop's mouth region
-    assert len(caplog.records) == 1 and "loss.articulation, loss.frame_articulation" in caplog.text
+    assert train_set.wide_open_weight == 0
+    assert recipe.weights["mouth_recon"] > 0 and recipe.weights["mouth_gradient"] > 0  # the crop's mouth region
+    assert len(caplog.records) == 1
+    assert "loss.articulation, loss.frame_articulation, data.wide_open_weight" in caplog.text
     batch = torch.utils.data.default_collate([train_set[0], train_set[1]])
     loss, scalars = recipe.training_step(model, batch)
-    assert torch.isfinite(loss) and "mouth_l1" in scalars
+    assert torch.isfinite(loss) and {"mouth_l1", "mouth_gradient"} <= set(scalars)
     assert not {"articulation", "frame_articulation"} & set(scalars)
     # The mouth-shape net cannot learn without truth: its recipe refuses such data in one line.
     shape_config = build_config("shapenet", overrides=[f"data.root={recorded}"])
@@ -298,3 +301,32 @@ def test_motion_weight_makes_a_still_mouth_cost_more_where_the_truth_moves():
     smudged[..., 60:64, 30:66] += 0.2
     assert float(mouth_reconstruction_loss(smudged, target, boxes, 0, reference, motion_weight=4.0)) < \
         float(mouth_reconstruction_loss(smudged, target, boxes, 0))
+
+
+def test_mouth_gradient_loss_ranks_a_blurred_gap_below_a_sharp_one():
+    from training.train.losses import mouth_gradient_loss, mouth_reconstruction_loss
+
+    boxes = torch.tensor([[[30.0, 60.0, 66.0, 80.0]] * 5])
+    target = torch.full((1, 3, 5, 96, 96), 0.5)
+    target[..., 68:72, 36:60] = 0.1  # an open mouth: a dark gap with sharp edges
+    closed = torch.full_like(target, 0.5)
+    smear = torch.full_like(target, 0.5)  # a half-dark smear twice the gap's height
+    smear[..., 66:74, 36:60] = 0.4
+    shifted = torch.full_like(target, 0.5)  # the gap drawn sharp, one pixel low
+    shifted[..., 69:73, 36:60] = 0.1
+
+    def pixel(frames):
+        return float(mouth_reconstruction_loss(frames, target, boxes, 0))
+
+    def edges(frames):
+        return float(mouth_gradient_loss(frames, target, boxes, 0))
+
+    # Pixel L1 cannot tell the smear from a closed mouth; the gradient term ranks the smear worst.
+    assert pixel(smear) == pytest.approx(pixel(closed))
+    assert edges(smear) > edges(closed) > 0
+    # Together (4 + 4, round 8's weights) the sharp gap one pixel off beats both.
+    assert 4 * pixel(shifted) + 4 * edges(shifted) < 4 * pixel(closed) + 4 * edges(closed)
+    assert edges(target) == 0 and edges(target + 0.3) == pytest.approx(0, abs=1e-6)  # a level shift has no edges
+    elsewhere = target.clone()
+    elsewhere[..., 10:20, 10:20] = 1.0
+    assert edges(elsewhere) == 0  # outside the mouth box edges do not count

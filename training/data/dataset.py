@@ -264,6 +264,12 @@ def _far_starts(starts, start, min_offset):
     return starts[np.abs(starts - start) >= max(1, min_offset)]
 
 
+def _window_jaw(truth, starts):
+    """Mean jaw opening of the truth over each window starting at one of starts."""
+    jaw = np.asarray(truth["jaw"], np.float64)
+    return np.array([jaw[start:start + SYNC_FRAMES].mean() for start in starts])
+
+
 def mouth_labels(truth, frames, img_size=CROP_SIZE):
     """(articulation (T,3), mouth boxes (T,4) in img_size pixels, has_truth) of the given frames."""
     frames = list(frames)
@@ -395,13 +401,19 @@ class Wav2LipDataset(_ClipSampler):
     reference_min_offset: the reference window starts at least this many frames away (1 = any other
     window, as Wav2Lip does). reference_rest_fraction: share of samples whose reference window is one of
     the clip's most closed mouths (lowest mean jaw truth), like the still face a robot is given; clips
-    without truth always get Wav2Lip's random reference.
+    without truth always get Wav2Lip's random reference. wide_open_weight k: clips with truth draw their
+    window with probability proportional to 1 + k * (its mean jaw opening / the clip's widest window's), so
+    wide mouths, rare in speech, are seen more often; clips without truth draw uniformly.
     """
 
     def __init__(self, root, split, seed=0, samples_per_clip=1, img_size=CROP_SIZE, reference_min_offset=1,
-                 clips=None, audio_augment=None, reference_rest_fraction=0.0, colour_augment=None):
+                 clips=None, audio_augment=None, reference_rest_fraction=0.0, colour_augment=None,
+                 wide_open_weight=0.0):
         super().__init__(root, split, seed, samples_per_clip, img_size, clips, audio_augment)
         self.colour_augment = colour_augment
+        if wide_open_weight < 0:
+            raise ValueError(f"wide_open_weight must be >= 0, got {wide_open_weight}")
+        self.wide_open_weight = float(wide_open_weight)
         self.reference_min_offset = int(reference_min_offset)
         if not 0.0 <= reference_rest_fraction <= 1.0:
             raise ValueError(f"reference_rest_fraction must be in [0, 1], got {reference_rest_fraction}")
@@ -411,15 +423,21 @@ class Wav2LipDataset(_ClipSampler):
         if truth is not None and self.reference_rest_fraction and rng.random() < self.reference_rest_fraction:
             others = _far_starts(starts, start, self.reference_min_offset)
             if len(others):
-                jaw = np.asarray(truth["jaw"])
-                window_jaw = np.array([jaw[s:s + SYNC_FRAMES].mean() for s in others])
+                window_jaw = _window_jaw(truth, others)
                 rest = others[window_jaw <= np.quantile(window_jaw, 0.2)]
                 return int(rest[rng.integers(len(rest))])
         return self._other_start(starts, start, rng, self.reference_min_offset)
 
+    def _window_start(self, starts, truth, rng):
+        if truth is None or not self.wide_open_weight:
+            return int(starts[rng.integers(len(starts))])
+        window_jaw = _window_jaw(truth, starts)
+        weight = 1.0 + self.wide_open_weight * window_jaw / max(window_jaw.max(), 1e-6)
+        return int(rng.choice(starts, p=weight / weight.sum()))
+
     def _sample(self, clip_index, clip_dir, starts, rng):
-        start = int(starts[rng.integers(len(starts))])
         truth = clip_truth(str(clip_dir))
+        start = self._window_start(starts, truth, rng)
         reference = self._reference(starts, start, truth, rng)
         frames = range(start, start + SYNC_FRAMES)
         window = frames_to_tensor(read_frames(clip_dir, frames, self.img_size))

@@ -6,6 +6,7 @@ in any of them):
     total = recon·L1(G, ground truth)
           + mouth_recon·L1 inside the mouth box (G, ground truth), pixels that differ from the reference
             weighted up by mouth_motion_weight
+          + mouth_gradient·L1 of the pixel differences inside the mouth box (G, ground truth): edges, not blur
           + articulation·MSE(head(G's audio embedding), mouth-shape truth)
           + frame_articulation·MSE(mouth-shape net(G frames), mouth-shape truth)
           + output_distill·L1(G, teacher frames)                       (distillation only)
@@ -34,11 +35,11 @@ from lightlip_ros.models import (CheckpointError, GeneratorWidths, build_generat
 
 from ..data.dataset import SHAPE_DIMENSIONS, AudioAugment, ColourAugment, Wav2LipDataset, has_synthetic_truth
 from .losses import (ArticulationHead, FeatureAdapters, expert_sync_loss, feature_distillation_loss, masked_mse,
-                     mouth_reconstruction_loss, output_distillation_loss, reconstruction_loss)
+                     mouth_gradient_loss, mouth_reconstruction_loss, output_distillation_loss, reconstruction_loss)
 from .trainer import Recipe, TrainingError, dataset_pair
 
 LOG = logging.getLogger("lightlip.train")
-LOSS_TERMS = ("recon", "mouth_recon", "articulation", "frame_articulation", "sync", "output_distill",
+LOSS_TERMS = ("recon", "mouth_recon", "mouth_gradient", "articulation", "frame_articulation", "sync", "output_distill",
               "feature_distill")
 # Terms that need the synthetic truth's mouth shapes.
 TRUTH_TERMS = ("articulation", "frame_articulation")
@@ -153,19 +154,25 @@ class GeneratorRecipe(Recipe):
             except (AttributeError, TypeError, ValueError) as error:
                 raise TrainingError(f"data.{key}: {error}") from error
         shared = {"reference_rest_fraction": float(data.get("reference_rest_fraction") or 0.0)}
-        train, val = dataset_pair(Wav2LipDataset, self.config, train_options=dict(shared, **augments),
-                                  val_options=shared)
+        try:
+            train_options = dict(shared, wide_open_weight=float(data.get("wide_open_weight") or 0.0), **augments)
+            train, val = dataset_pair(Wav2LipDataset, self.config, train_options=train_options, val_options=shared)
+        except (TypeError, ValueError) as error:
+            raise TrainingError(f"data: {error}") from error
         self._switch_off_truth_terms(train)
         return train, val
 
     def _switch_off_truth_terms(self, train) -> None:
         """Data without synthetic truth (lightlip-data preprocess output) cannot supervise mouth shapes."""
-        wanted = [term for term in TRUTH_TERMS if self.weights[term]]
+        wanted = [f"loss.{term}" for term in TRUTH_TERMS if self.weights[term]]
+        if train.wide_open_weight:
+            wanted.append("data.wide_open_weight")
         if wanted and not has_synthetic_truth(train):
-            for term in wanted:
+            for term in TRUTH_TERMS:
                 self.weights[term] = 0.0
+            train.wide_open_weight = 0.0
             LOG.warning("no truth.json in the training clips: %s switched off (they need the synthetic "
-                        "mouth-shape truth)", ", ".join(f"loss.{term}" for term in wanted))
+                        "mouth-shape truth)", ", ".join(wanted))
 
     def build_model(self) -> nn.Module:
         model_cfg = self.config["model"]
@@ -205,6 +212,9 @@ class GeneratorRecipe(Recipe):
             terms["mouth_l1"] = mouth_reconstruction_loss(frames, batch["target"], batch["mouth_box"],
                                                           self.mouth_margin, batch["face_input"][:, 3:],
                                                           self.motion_weight)
+        if self.weights["mouth_gradient"]:
+            terms["mouth_gradient"] = mouth_gradient_loss(frames, batch["target"], batch["mouth_box"],
+                                                          self.mouth_margin)
         window = batch["articulation"].size(1)
         if articulation is not None and self.weights["articulation"]:  # the weight is 0 once switched off
             terms["articulation"] = masked_mse(articulation, time_major(batch["articulation"]),
@@ -226,7 +236,8 @@ class GeneratorRecipe(Recipe):
 
     def _total(self, terms: dict) -> torch.Tensor:
         total = self.weights["recon"] * terms["l1"]
-        for key, weight in (("mouth_l1", "mouth_recon"), ("articulation", "articulation"),
+        for key, weight in (("mouth_l1", "mouth_recon"), ("mouth_gradient", "mouth_gradient"),
+                            ("articulation", "articulation"),
                             ("frame_articulation", "frame_articulation"), ("output_distill", "output_distill"),
                             ("feature_distill", "feature_distill")):
             if key in terms:
