@@ -206,4 +206,20 @@ def test_evaluate_speech_on_real_speech_and_the_bundled_face(tmp_path, landmarke
     assert row["frames"] > 50 and row["landmarks_found"] > 0.8 * row["frames"]
     for key in ("open_std", "open_p95", "open_speech", "psnr_above_mouth"):
         assert row[key] is not None and np.isfinite(row[key])
+    # An untrained generator's mouth does not move like a speaker's.
+    assert row["meets_targets"] is False and row["open_std"] < 0.025
     assert main(["eval-speech", "--checkpoint", str(checkpoint), "--audio", str(tmp_path / "none.wav")]) == 1
+
+
+def test_speech_table_counts_the_clips_that_meet_every_target():
+    from training.data.evaluate import speech_markdown
+
+    def row(audio, r, std, p95):
+        return {"model": "runs/a/model.pt", "face": "faces/face.jpg", "audio": f"{audio}.wav", "r_envelope": r,
+                "open_std": std, "open_p95": p95, "open_silence": 0.01, "open_speech": 0.05, "psnr_above_mouth": 24.0,
+                "meets_targets": r >= 0.5 and std >= 0.025 and p95 >= 0.10}
+
+    rows = [row("talks", 0.6, 0.03, 0.12), row("still", 0.6, 0.003, 0.12), row("off", 0.2, 0.03, 0.12)]
+    table = speech_markdown({"rows": rows})
+    assert table.count("| yes |") == 1 and table.count("| no |") == 2
+    assert "| a/model.pt | face | 1 of 3 |" in table
