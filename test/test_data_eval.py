@@ -1,6 +1,7 @@
 """Evaluation: metrics on known cases, the independent landmarker, the eval report and the CLI."""
 import json
 import math
+import shutil
 
 import cv2
 import numpy as np
@@ -149,6 +150,22 @@ def test_cli_reports_user_errors_in_one_line(tiny, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["synth", "--out", str(tmp_path / "x"), "--sentences", "0"])
     assert exit_info.value.code == 2
+
+
+def test_widest_reference_is_the_truths_widest_mouth(tiny, tmp_path):
+    from training.data.evaluate import load_eval_clip
+    from training.data.layout import DataError
+
+    clip_name = read_filelist(tiny, "test")[0]
+    jaw = read_truth(tiny / clip_name)["jaw"]
+    widest = load_eval_clip(tiny, clip_name, reference="widest")
+    assert widest.reference == int(np.argmax(jaw)) and jaw[widest.reference] > jaw[0]
+    assert widest.reference not in widest.indices and load_eval_clip(tiny, clip_name).reference == 0
+    recorded = tmp_path / "recorded"  # no truth.json: no widest mouth to choose, said in one line
+    shutil.copytree(tiny / clip_name, recorded / clip_name)
+    (recorded / clip_name / "truth.json").unlink()
+    with pytest.raises(DataError, match="needs the synthetic truth"):
+        load_eval_clip(recorded, clip_name, reference="widest")
 
 
 def test_cli_eval_writes_table(tiny, tmp_path, capsys):

@@ -89,9 +89,10 @@ def build_parser():
                     help="generator files: checkpoints (teacher or student), .onnx files, TensorRT .engine files")
     ev.add_argument("--syncnet", help="SyncNet checkpoint for LSE-D/LSE-C")
     ev.add_argument("--max-clips", type=_positive_int, help="evaluate only the first N clips")
-    ev.add_argument("--reference", choices=("first", "random"), default="first",
-                    help="identity reference frame: the clip's first frame (a still face, as a robot uses) "
-                         "or a seeded random frame")
+    ev.add_argument("--reference", choices=("first", "random", "widest"), default="first",
+                    help="identity reference frame: the clip's first frame (a still face, as a robot uses), "
+                         "a seeded random frame, or the widest-open mouth of the truth (against first: how much "
+                         "of the reference's mouth the output copies)")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--no-baselines", action="store_true", help="leave out the ground-truth and reference-copy rows")
     ev.add_argument("--out", help="folder for eval.md and eval.json")

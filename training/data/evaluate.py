@@ -183,13 +183,17 @@ def load_eval_clip(root, clip, reference="first", seed=0):
     indices = np.array([i for i in range(1, n_frames) if training_mel_start(i) + MEL_STEP_SIZE <= mel.shape[1]])
     if len(indices) < SYNC_FRAMES:
         raise DataError(f"{clip_dir}: too short to evaluate ({n_frames} frames)")
+    truth = read_truth(clip_dir)
     if reference == "first":
         reference_index = 0
+    elif reference == "widest":  # against "first": how much of the reference's mouth the output copies
+        if truth is None:
+            raise DataError(f"{clip_dir}: --reference widest needs the synthetic truth (truth.json)")
+        reference_index = int(np.argmax(truth["jaw"]))
     else:
         reference_index = int(np.random.default_rng([seed, zlib.crc32(clip.encode())]).integers(n_frames))
     frames = read_frames(clip_dir, range(n_frames))
     indices = indices[indices != reference_index]
-    truth = read_truth(clip_dir)
     pauses = pause_frames(n_frames, truth, None if truth else load_audio(clip_dir / AUDIO_NAME))
     return EvalClip(clip, frames, mel, indices, reference_index, truth, pauses)
 
