@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Round 8's candidate default: the shipped round-5 student continued for STEPS steps with its own recipe (no colour
-# augmentation, which shrank the bundled face's openings in round 7) at the rate of the round-7/8 rows, then both
-# evaluations beside the shipped student: does the opening keep widening with training alone?
-#   scripts/experiments/student_round8.sh [STEPS]   (default 25000, about 90 min on 2 cores; resumes)
+# augmentation, which shrank the bundled face's openings in round 7) and every reference a closed mouth, like the
+# robot's still face (data.reference_rest_fraction 1: round 8's rest1 row), at the rate of the round-7/8 rows;
+# then both evaluations beside the shipped student, and the same test split with the widest-open reference
+# (how much of the reference's mouth the output copies).
+#   scripts/experiments/student_round8.sh [STEPS]   (default 20000, about 75 min on 2 cores; resumes)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-STEPS="${1:-25000}"
+STEPS="${1:-20000}"
 source scripts/experiments/round_settings.sh "$STEPS"  # COMMON, train, evaluate_test, evaluate_speech
 OUT=runs/round8/student
-train student "$OUT" --init lightlip_ros/assets/student.pt --lr 3e-4
+train student "$OUT" --init lightlip_ros/assets/student.pt --lr 3e-4 --set data.reference_rest_fraction=1
 evaluate_test runs/round8/student-eval-test "$OUT/model_last.pt" "$OUT/model.pt" lightlip_ros/assets/student.pt
 evaluate_speech runs/round8/student-speech "$OUT/model_last.pt" "$OUT/model.pt" lightlip_ros/assets/student.pt
+$PY -m training.data.cli eval runs/data-synth --split test --reference widest --no-baselines --threads 2 --quiet \
+  --model "$OUT/model_last.pt" lightlip_ros/assets/student.pt --out runs/round8/student-eval-widest
