@@ -153,8 +153,8 @@ class GeneratorRecipe(Recipe):
                 augments[key] = kind.from_config(data.get(key))
             except (AttributeError, TypeError, ValueError) as error:
                 raise TrainingError(f"data.{key}: {error}") from error
-        shared = {"reference_rest_fraction": float(data.get("reference_rest_fraction") or 0.0)}
         try:
+            shared = {"reference_rest_fraction": float(data.get("reference_rest_fraction") or 0.0)}
             train_options = dict(shared, wide_open_weight=float(data.get("wide_open_weight") or 0.0), **augments)
             train, val = dataset_pair(Wav2LipDataset, self.config, train_options=train_options, val_options=shared)
         except (TypeError, ValueError) as error:
