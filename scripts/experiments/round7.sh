@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Round 7 (CPU, 2 cores): three levers measured on the shipped student continued for STEPS more steps at a lower
+# Round 7 (CPU, 2 cores): three levers measured on the round-5 student (ROUND5_STUDENT) continued for STEPS more steps at a lower
 # rate (same data, batch, schedule and steps in every row): the fixed mouth-shape net (loss.frame_articulation at
 # weights 1 and 4), the colour augmentation of the training faces (data.colour_augment, COLOUR), and,
 # with it, mouth pixels weighted by how far the truth moves from the reference (loss.mouth_motion_weight 4) and
@@ -12,7 +12,7 @@ VAL_EVERY=500
 source scripts/experiments/round_settings.sh "$STEPS"  # COMMON, COLOUR, train, train_shape_net, evaluate_test, evaluate_speech
 OUT=runs/round7
 train_shape_net
-CONTINUE=(--init lightlip_ros/assets/student.pt --lr 3e-4)
+CONTINUE=(--init "$ROUND5_STUDENT" --lr 3e-4)
 declare -A RUNS=(
   [control]=""
   [shape1]="--shape-net $SHAPE_NET --set loss.frame_articulation=1"
@@ -31,5 +31,5 @@ for name in "${ORDER[@]}"; do
   [ -f "$OUT/$name/summary.json" ] || train student "$OUT/$name" "${CONTINUE[@]}" "${colour[@]}" ${RUNS[$name]:-}
   models+=("$OUT/$name/model_last.pt")
 done
-evaluate_test "$OUT/eval-test" "${models[@]}" lightlip_ros/assets/student.pt
+evaluate_test "$OUT/eval-test" "${models[@]}" "$ROUND5_STUDENT"
 evaluate_speech "$OUT/speech" "${models[@]}"
