@@ -108,6 +108,15 @@ def test_cli_reports_user_mistakes_in_one_line(tmp_path, capsys):
     assert "--teacher" in capsys.readouterr().out
 
 
+def test_bad_data_settings_are_one_line_errors(synth_root, tmp_path, capsys):
+    for setting, message in (("data.wide_open_weight=-1", "wide_open_weight must be >= 0"),
+                             ("data.reference_rest_fraction=half", "could not convert string to float")):
+        assert main(["student", "--out", str(tmp_path / "run"), "--data", str(synth_root),
+                     "--set", "loss.sync=0", "--set", setting] + TINY) == 1
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("lightlip-train student: error: data:") and message in error and "\n" not in error
+
+
 def test_distillation_loss_falls_on_a_batch_it_overfits(synth_root, tmp_path):
     teacher = student(0.125)
     save_generator(teacher, tmp_path / "teacher.pt")
