@@ -2,8 +2,8 @@
 # Ablation of the generator recipe's levers at equal steps and data (CPU, 2 cores): rows a-f each add one
 # lever to the row before, g is the shipped defaults (f without the shape net), h adds round 7's colour
 # augmentation to g, i and j the mouth motion weight and rooms and microphones to h, k and l round 8's mouth
-# edges and wide-open windows to g; then each run is evaluated on the held-out test split. Resumable across sessions: rerun the same command (finished rows are kept, an
-# interrupted one continues from its last checkpoint).
+# edges and wide-open windows to g; then each run is evaluated on the held-out test split. Resumable across
+# sessions: rerun the same command (finished rows are kept, an interrupted one continues from its last checkpoint).
 #   scripts/experiments/recipe_ablation.sh [STEPS]     (default 1000; about 0.25 s per step and row on 2 cores)
 # Needs the benchmark in runs/data-synth (lightlip-data synth ... then cp -al data/synth runs/data-synth).
 set -euo pipefail
@@ -36,7 +36,7 @@ for name in "${ORDER[@]}"; do
   # shellcheck disable=SC2086
   args=(${RUNS[$name]})
   [ "${args[0]:-}" = colour ] && args=("${COLOUR[@]}" "${args[@]:1}")  # COLOUR's value holds spaces
-  [ -f "$OUT/$name/summary.json" ] || train student "$OUT/$name" "${args[@]}"
+  train student "$OUT/$name" "${args[@]}"
   models+=("$OUT/$name/model_last.pt")
 done
 evaluate_test "$OUT/eval-test" "${models[@]}"

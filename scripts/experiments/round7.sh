@@ -28,7 +28,7 @@ for name in "${ORDER[@]}"; do
   colour=()
   [ -n "${WITH_COLOUR[$name]:-}" ] && colour=("${COLOUR[@]}")
   # shellcheck disable=SC2086
-  [ -f "$OUT/$name/summary.json" ] || train student "$OUT/$name" "${CONTINUE[@]}" "${colour[@]}" ${RUNS[$name]:-}
+  train student "$OUT/$name" "${CONTINUE[@]}" "${colour[@]}" ${RUNS[$name]:-}
   models+=("$OUT/$name/model_last.pt")
 done
 evaluate_test "$OUT/eval-test" "${models[@]}" "$ROUND5_STUDENT"

@@ -25,7 +25,7 @@ ORDER=(control gradient4 wide3 both rest1)
 models=()
 for name in "${ORDER[@]}"; do
   # shellcheck disable=SC2086
-  [ -f "$OUT/$name/summary.json" ] || train student "$OUT/$name" "${CONTINUE[@]}" ${RUNS[$name]}
+  train student "$OUT/$name" "${CONTINUE[@]}" ${RUNS[$name]}
   models+=("$OUT/$name/model_last.pt")
 done
 evaluate_test "$OUT/eval-test" "${models[@]}" "$ROUND5_STUDENT"

@@ -11,11 +11,12 @@ COMMON=(--data runs/data-synth --steps "$STEPS" --batch-size 4 --lr 1e-3 --val-e
         --num-workers 1 --set train.schedule=cosine --set train.warmup_steps=20 --set train.val_batches=8
         --set loss.sync=0)
 
-# train RECIPE OUT [ARGS...]: lightlip-train RECIPE into OUT with COMMON, resuming OUT if it has a checkpoint;
-# progress lines go to OUT.log (a resumed run appends).
+# train RECIPE OUT [ARGS...]: lightlip-train RECIPE into OUT with COMMON, resuming OUT if it has a checkpoint and
+# leaving it as it is if it finished (summary.json); progress lines go to OUT.log (a resumed run appends).
 train() {
   local recipe="$1" out="$2"
   shift 2
+  [ -f "$out/summary.json" ] && return 0
   local resume=()
   [ -f "$out/checkpoints/last.pt" ] && resume=(--resume "$out")
   mkdir -p "$(dirname "$out")"
