@@ -50,11 +50,16 @@ def time_major(per_frame: torch.Tensor) -> torch.Tensor:
     return per_frame.transpose(0, 1).flatten(0, 1)
 
 
+def frame_truth(batch) -> tuple:
+    """(B, T, 3) mouth-shape truth and (B, T) has-truth weights of a batch's frames."""
+    truth = batch["articulation"]
+    return truth, batch["has_truth"][:, None].expand(-1, truth.size(1))
+
+
 def batch_major_truth(batch) -> tuple:
-    """(B*T, 3) mouth-shape truth and (B*T,) has-truth weights of a batch, batch-major (b*T + t) as
-    lower_halves stacks the frames the mouth-shape net reads."""
-    window = batch["articulation"].size(1)
-    return batch["articulation"].flatten(0, 1), batch["has_truth"][:, None].expand(-1, window).flatten()
+    """frame_truth batch-major, (B*T, 3) and (B*T,) (b*T + t), as lower_halves stacks the frames the mouth-shape
+    net reads."""
+    return tuple(per_frame.flatten(0, 1) for per_frame in frame_truth(batch))
 
 
 class GeneratorWithAdapters(nn.Module):
@@ -215,10 +220,9 @@ class GeneratorRecipe(Recipe):
         if self.weights["mouth_gradient"]:
             terms["mouth_gradient"] = mouth_gradient_loss(frames, batch["target"], batch["mouth_box"],
                                                           self.mouth_margin)
-        window = batch["articulation"].size(1)
         if articulation is not None and self.weights["articulation"]:  # the weight is 0 once switched off
-            terms["articulation"] = masked_mse(articulation, time_major(batch["articulation"]),
-                                               time_major(batch["has_truth"][:, None].expand(-1, window)))
+            truth, has_truth = frame_truth(batch)
+            terms["articulation"] = masked_mse(articulation, time_major(truth), time_major(has_truth))
         if self.weights["frame_articulation"]:  # the weight is 0 once switched off
             terms["frame_articulation"] = masked_mse(self.shape_net(lower_halves(frames)), *batch_major_truth(batch))
         teacher_frames = None
