@@ -303,6 +303,22 @@ def test_project_format_for_teacher_and_syncnet(tmp_path, official_teacher):
         torch.testing.assert_close(loaded(mel, face), expert(mel, face), rtol=0, atol=0)
 
 
+def test_narrow_syncnet_round_trips_at_its_width(tmp_path):
+    expert = _randomise(SyncNet(width=0.25), seed=8)
+    assert expert.face_encoder[0].conv_block[0].out_channels == 8  # Wav2Lip's 32 at a quarter
+    loaded = load_syncnet(save_syncnet(expert, tmp_path / "narrow.pth"))
+    assert loaded.config == {"architecture": "syncnet_color", "width": 0.25}
+    mel, face = torch.randn(2, 1, 80, 16), torch.rand(2, 15, 48, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(mel, face), expert(mel, face), rtol=0, atol=0)
+    # A full-width state dict does not fit a narrow file's config, and the error says so.
+    payload = torch.load(tmp_path / "narrow.pth", weights_only=True)
+    payload["state_dict"] = SyncNet().state_dict()
+    torch.save(payload, tmp_path / "mixed.pth")
+    with pytest.raises(CheckpointError, match="mixed.pth: .*does not match"):
+        load_syncnet(tmp_path / "mixed.pth")
+
+
 def test_mouth_shape_net_round_trips_and_refuses_other_files(tmp_path):
     reader = _randomise(MouthShapeNet(dimensions=3, width=8), seed=9)
     path = save_mouth_shape_net(reader, tmp_path / "shape.pt", shapes=["jaw", "spread", "round"])

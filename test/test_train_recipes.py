@@ -45,9 +45,10 @@ def _events(run_dir):
 
 def test_every_subcommand_trains_and_writes_loadable_models(synth_root, tmp_path):
     data = ["--data", str(synth_root)] + TINY
-    assert main(["syncnet", "--out", str(tmp_path / "sync")] + data) == 0
+    # A quarter-width expert (the one a CPU can train); the teacher below loads it at that width.
+    assert main(["syncnet", "--out", str(tmp_path / "sync"), "--set", "model.width=0.25"] + data) == 0
     expert = load_syncnet(tmp_path / "sync" / "model.pt")
-    assert expert.checkpoint_info["metadata"]["recipe"] == "syncnet"
+    assert expert.checkpoint_info["metadata"]["recipe"] == "syncnet" and expert.config["width"] == 0.25
 
     # A small generator of the student family stands in for the Wav2Lip teacher to keep this fast.
     assert main(["teacher", "--out", str(tmp_path / "teacher"), "--expert", str(tmp_path / "sync/model.pt"),
@@ -102,6 +103,10 @@ def test_cli_reports_user_mistakes_in_one_line(tmp_path, capsys):
     assert main(["student", "--out", str(tmp_path / "run"), "--data", str(tmp_path),
                  "--set", "loss.sync=0", "--set", "loss.frame_articulation=1"] + TINY) == 1
     assert "needs a mouth-shape net: pass --shape-net" in capsys.readouterr().err
+    assert main(["syncnet", "--out", str(tmp_path / "run"), "--data", str(tmp_path),
+                 "--set", "model.width=2"] + TINY) == 1
+    error = capsys.readouterr().err.strip()
+    assert "error: model.width: SyncNet width must be in (0, 1], got 2" in error and "\n" not in error
     with pytest.raises(SystemExit) as exit_info:
         main(["distill", "--help"])
     assert exit_info.value.code == 0

@@ -72,7 +72,11 @@ def load_syncnet(path, map_location="cpu") -> SyncNet:
     state, source_format, config, metadata = _unpack(_read(path, map_location), path, SYNC_EXPERT)
     if config is not None and config.get("architecture") != SyncNet.architecture:
         raise CheckpointError(f"{path}: unknown SyncNet architecture {config.get('architecture')!r}")
-    return _load_into([SyncNet()], state, path, source_format, metadata, map_location)
+    try:  # files from before the width option hold Wav2Lip's full-width expert
+        model = SyncNet((config or {}).get("width", 1.0))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: invalid SyncNet config {dict(config)!r}") from error
+    return _load_into([model], state, path, source_format, metadata, map_location)
 
 
 def save_syncnet(model: nn.Module, path, **metadata) -> Path:

@@ -24,13 +24,24 @@ def _encoder(in_channels: int, layers) -> nn.Sequential:
 
 class SyncNet(nn.Module):
     """Embeds a mel window (B,1,80,16) and 5 lower-half face frames stacked on channels (B,15,48,96) into
-    L2-normalised 512-d vectors whose cosine similarity scores lip sync."""
+    L2-normalised vectors (512-d at width 1) whose cosine similarity scores lip sync.
+
+    width scales every layer's channels: 1 is Wav2Lip's expert (about 1 GMAC per window, days of GPU training);
+    a quarter costs about 1/16 of that, so an expert can be trained on a CPU.
+    """
 
     architecture = SYNCNET
 
-    def __init__(self):
+    def __init__(self, width: float = 1.0):
         super().__init__()
-        self.face_encoder = _encoder(3 * SYNC_FRAMES, [  # 48x96
+        if not 0 < width <= 1:
+            raise ValueError(f"SyncNet width must be in (0, 1], got {width}")
+        self.width = float(width)
+
+        def scaled(layers):
+            return [(max(1, round(channels * self.width)), *rest) for channels, *rest in layers]
+
+        self.face_encoder = _encoder(3 * SYNC_FRAMES, scaled([  # 48x96
             (32, 7, 1, 3, 0),
             (64, 5, (1, 2), 1, 2),  # 46x47
             (128, 3, 2, 1, 3),  # 23x24
@@ -39,19 +50,19 @@ class SyncNet(nn.Module):
             (512, 3, 2, 1, 0),  # 3x3
             (512, 3, 1, 0, 0),  # 1x1
             (EMBEDDING_SIZE, 1, 1, 0, 0),
-        ])
-        self.audio_encoder = _encoder(1, [  # 80x16
+        ]))
+        self.audio_encoder = _encoder(1, scaled([  # 80x16
             (32, 3, 1, 1, 2),
             (64, 3, (3, 1), 1, 2),  # 27x16
             (128, 3, 3, 1, 2),  # 9x6
             (256, 3, (3, 2), 1, 2),  # 3x3
             (512, 3, 1, 0, 0),  # 1x1
             (EMBEDDING_SIZE, 1, 1, 0, 0),
-        ])
+        ]))
 
     @property
     def config(self) -> dict:
-        return {"architecture": SYNCNET}
+        return {"architecture": SYNCNET, "width": self.width}
 
     def forward(self, mel: Tensor, face: Tensor):
         """Returns (audio_embedding, face_embedding), each (B,512) with unit L2 norm."""

@@ -25,7 +25,10 @@ class SyncNetRecipe(Recipe):
     def build_model(self):
         init = self.config["model"].get("init")
         if not init:
-            return SyncNet().train()
+            try:
+                return SyncNet(self.config["model"].get("width", 1.0)).train()
+            except (TypeError, ValueError) as error:
+                raise TrainingError(f"model.width: {error}") from error
         try:
             return load_syncnet(init).train()
         except CheckpointError as error:
