@@ -55,3 +55,6 @@ evaluate_speech() {
 # history, so that those rounds start from the same weights after the shipped student has changed.
 ROUND5_STUDENT=runs/round5-student.pt
 [ -f "$ROUND5_STUDENT" ] || { mkdir -p runs && git show 0b35427:lightlip_ros/assets/student.pt > "$ROUND5_STUDENT"; }
+# The round-8 student (shipped from round 8) that round 9 continues, out of the repository's history likewise.
+ROUND8_STUDENT=runs/round8-student.pt
+[ -f "$ROUND8_STUDENT" ] || { mkdir -p runs && git show bc006fd:lightlip_ros/assets/student.pt > "$ROUND8_STUDENT"; }
