@@ -20,7 +20,14 @@ class SyncNetRecipe(Recipe):
     monitor = "val/loss"
 
     def datasets(self):
-        return dataset_pair(SyncPairDataset, self.config)
+        try:
+            offset = int(self.config["data"].get("off_sync_min_offset", 1))
+        except (TypeError, ValueError) as error:
+            raise TrainingError(f"data.off_sync_min_offset: {error}") from error
+        if offset < 1:
+            raise TrainingError(f"data.off_sync_min_offset must be >= 1, got {offset}")
+        options = {"off_sync_min_offset": offset}
+        return dataset_pair(SyncPairDataset, self.config, options, options)
 
     def build_model(self):
         init = self.config["model"].get("init")
