@@ -211,13 +211,28 @@ def test_colour_augmentation_transforms_frames_and_reference_alike(root):
     from training.data.dataset import ColourAugment
 
     plain = Wav2LipDataset(root, "train", seed=1)
-    warmer = Wav2LipDataset(root, "train", seed=1, colour_augment=ColourAugment(channel_gain=(1.2, 1.2)))
+    warmer = Wav2LipDataset(root, "train", seed=1,
+                            colour_augment=ColourAugment(channel_gain=(1.2, 1.2), fit_range=False))
     a, b = plain[0], warmer[0]
     assert a["start"] == b["start"] and torch.equal(a["mels"], b["mels"])  # the same window and audio
     assert torch.allclose(b["target"], a["target"] * 1.2, atol=1e-6)  # not clipped: highlights keep their hue
     reference = a["face_input"][3:]
     assert torch.allclose(b["face_input"][3:], reference * 1.2, atol=1e-6)
     assert torch.all(b["face_input"][:3, :, 48:] == 0)  # the lower half is still masked
+
+    # fit_range (the default) maps the whole sample back into [0, 1] by one affine map: the sigmoid output can
+    # meet every target, and target and reference keep the same colour relations.
+    bright = Wav2LipDataset(root, "train", seed=1,
+                            colour_augment=ColourAugment(channel_gain=(2.5, 2.5), fit_range=False))[0]
+    fitted = Wav2LipDataset(root, "train", seed=1, colour_augment=ColourAugment(channel_gain=(2.5, 2.5)))[0]
+    assert float(bright["target"].max()) > 1.0 and 0.0 <= float(fitted["target"].min())
+    assert float(fitted["target"].max()) <= 1.0 and float(fitted["face_input"][3:].max()) <= 1.0
+    scale = float(max(bright["target"].max(), bright["face_input"][3:].max()))
+    assert torch.allclose(fitted["target"], bright["target"] / scale, atol=1e-6)
+    assert torch.allclose(fitted["face_input"][3:], bright["face_input"][3:] / scale, atol=1e-6)
+    darker = ColourAugment(brightness=(0.5, 0.5))  # stays inside [0, 1]: left as it is
+    colours = torch.rand(3, 2, 4, 4)
+    assert torch.allclose(darker([colours], np.random.default_rng(0))[0], colours * 0.5, atol=1e-6)
 
     # Saturation scales each pixel's distance from its luma: 0 leaves grey, 1 leaves the colours.
     colours = torch.rand(3, 2, 4, 4)

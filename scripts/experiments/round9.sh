@@ -11,7 +11,7 @@ STEPS="${1:-12000}"
 source scripts/experiments/round_settings.sh "$STEPS"  # COMMON, ROUND8_STUDENT, train, evaluate_test, evaluate_speech
 OUT=runs/round9
 CONTINUE=(--init "$ROUND8_STUDENT" --lr 3e-4 --set data.reference_rest_fraction=1)
-COLOUR_UP=(--set "data.colour_augment={saturation: [1.0, 1.4], channel_gain: [0.8, 1.25], brightness: [0.8, 1.2]}")
+COLOUR_UP=(--set "data.colour_augment={saturation: [1.0, 1.4], channel_gain: [0.8, 1.25], brightness: [0.8, 1.2], fit_range: false}")
 train student "$OUT/closed" "${CONTINUE[@]}"
 train student "$OUT/colour-up" "${CONTINUE[@]}" "${COLOUR_UP[@]}"
 models=("$OUT/closed/model_last.pt" "$OUT/colour-up/model_last.pt" "$ROUND8_STUDENT")

@@ -24,8 +24,9 @@ train() {
     | stdbuf -oL tr "\r" "\n" | grep --line-buffered -v "step/s" >> "$out.log"
 }
 
-# Round 7's colour augmentation (off by default, docs/training.md round 7).
-COLOUR=(--set "data.colour_augment={saturation: [0.6, 1.4], channel_gain: [0.8, 1.25], brightness: [0.8, 1.2]}")
+# Round 7's colour augmentation (off by default, docs/training.md round 7), as it ran then: values left in
+# whatever range the transform gave (fit_range false).
+COLOUR=(--set "data.colour_augment={saturation: [0.6, 1.4], channel_gain: [0.8, 1.25], brightness: [0.8, 1.2], fit_range: false}")
 
 # The mouth-shape net that loss.frame_articulation needs (pass --shape-net "$SHAPE_NET"): trained once, about 5 min.
 SHAPE_NET=runs/shapenet/model.pt

@@ -217,22 +217,32 @@ class ColourAugment:
     # BGR luma weights (ITU-R BT.601), the grey each pixel's saturation is scaled around.
     _LUMA = (0.114, 0.587, 0.299)
 
-    def __init__(self, saturation=(1.0, 1.0), channel_gain=(1.0, 1.0), brightness=(1.0, 1.0)):
+    def __init__(self, saturation=(1.0, 1.0), channel_gain=(1.0, 1.0), brightness=(1.0, 1.0), fit_range=True):
         self.saturation = _range(saturation, "colour saturation")
         self.channel_gain = _range(channel_gain, "colour channel gain")
         self.brightness = _range(brightness, "colour brightness")
+        self.fit_range = bool(fit_range)
 
     @classmethod
     def from_config(cls, section):
-        """From a config's data.colour_augment mapping ({saturation, channel_gain, brightness}) or None."""
+        """From a config's data.colour_augment mapping ({saturation, channel_gain, brightness, fit_range}) or
+        None."""
         if not section:
             return None
         return cls(section.get("saturation") or (1.0, 1.0), section.get("channel_gain") or (1.0, 1.0),
-                   section.get("brightness") or (1.0, 1.0))
+                   section.get("brightness") or (1.0, 1.0), section.get("fit_range", True))
 
     def __call__(self, windows, rng):
-        """The (3, ...) BGR tensors in [0, 1] of one sample, all transformed by one random draw (values may
-        leave [0, 1])."""
+        """The (3, ...) BGR tensors in [0, 1] of one sample, all transformed by one random draw.
+
+        The generator's output is a sigmoid, so a target outside [0, 1] can never be met: it teaches the
+        generator to drive bright (or dark) regions to saturation, and round 9's candidate painted white spots
+        on a pale face's cheeks (with saturation up to 1.4 and gains up to 1.25 x 1.2, 16 % of a training
+        crop's pixels went above 1 and 6 % below 0 on average). Clipping is no cure either: it gives the
+        highlights a hue of their own (round 7's yellow nose tip). With fit_range the whole sample is mapped
+        back into [0, 1] by one affine map of all channels alike (only where it left the range), which keeps
+        every pixel's colour relations; without it (rounds 7 and 9) values may leave [0, 1].
+        """
         saturation = rng.uniform(*self.saturation)
         gains = torch.from_numpy(rng.uniform(*self.channel_gain, size=3) * rng.uniform(*self.brightness)).float()
         luma_weights = torch.tensor(self._LUMA)
@@ -241,10 +251,14 @@ class ColourAugment:
             shape = (3,) + (1,) * (window.dim() - 1)
             luma = (window * luma_weights.view(shape)).sum(0, keepdim=True)
             coloured = luma + saturation * (window - luma)
-            # Not clipped to [0, 1]: clipping turns a sample's highlights into a hue of their own (a white nose tip
-            # yellow), and a student trained on clipped samples painted a yellow nose tip on the bundled face.
             transformed.append(coloured * gains.view(shape))
-        return transformed
+        if not self.fit_range:
+            return transformed
+        low = min(0.0, min(float(t.min()) for t in transformed))
+        high = max(1.0, max(float(t.max()) for t in transformed))
+        if low == 0.0 and high == 1.0:
+            return transformed
+        return [(t - low) / (high - low) for t in transformed]
 
 
 def clip_rms(wav):
