@@ -493,6 +493,8 @@ class SyncPairDataset(_ClipSampler):
         if not 0.0 <= positive_fraction <= 1.0:
             raise ValueError(f"positive_fraction must be in [0, 1], got {positive_fraction}")
         self.positive_fraction = float(positive_fraction)
+        if int(off_sync_min_offset) < 1:
+            raise ValueError(f"off_sync_min_offset must be >= 1, got {off_sync_min_offset}")
         self.off_sync_min_offset = int(off_sync_min_offset)
 
     def _sample(self, clip_index, clip_dir, starts, rng):

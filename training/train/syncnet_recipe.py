@@ -20,14 +20,11 @@ class SyncNetRecipe(Recipe):
     monitor = "val/loss"
 
     def datasets(self):
+        options = {"off_sync_min_offset": self.config["data"].get("off_sync_min_offset", 1)}
         try:
-            offset = int(self.config["data"].get("off_sync_min_offset", 1))
+            return dataset_pair(SyncPairDataset, self.config, options, options)
         except (TypeError, ValueError) as error:
-            raise TrainingError(f"data.off_sync_min_offset: {error}") from error
-        if offset < 1:
-            raise TrainingError(f"data.off_sync_min_offset must be >= 1, got {offset}")
-        options = {"off_sync_min_offset": offset}
-        return dataset_pair(SyncPairDataset, self.config, options, options)
+            raise TrainingError(f"data: {error}") from error
 
     def build_model(self):
         init = self.config["model"].get("init")
