@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS="${1:-12000}"
-source scripts/experiments/round_settings.sh "$STEPS"  # COMMON, ROUND8_STUDENT, train, evaluate_test, evaluate_speech
+source scripts/experiments/round_settings.sh "$STEPS"  # COMMON, ROUND8_STUDENT, train, evaluate_test, evaluate_speech(_more)
 OUT=runs/round10
 # Round 9's rows, compared below (trained by round9.sh when missing).
 [ -f runs/round9/colour-up/model_last.pt ] && [ -f runs/round9/closed/model_last.pt ] || scripts/experiments/round9.sh "$STEPS"
@@ -18,5 +18,4 @@ models=("$OUT/colour-fit/model_last.pt" runs/round9/colour-up/model_last.pt runs
         "$ROUND8_STUDENT")
 evaluate_test "$OUT/eval-test" "${models[@]}"
 evaluate_speech "$OUT/speech" "${models[@]}"
-$PY -m training.data.cli eval-speech --model "${models[@]}" --audio "$SHARED"/speech/*.wav \
-  --face "$SHARED"/portraits/{art_18,art_4,happy,people_0}.jpg --threads 2 --quiet --out "$OUT/speech-more"
+evaluate_speech_more "$OUT/speech-more" "${models[@]}"

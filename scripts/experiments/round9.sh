@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS="${1:-12000}"
-source scripts/experiments/round_settings.sh "$STEPS"  # COMMON, ROUND8_STUDENT, train, evaluate_test, evaluate_speech
+source scripts/experiments/round_settings.sh "$STEPS"  # COMMON, ROUND8_STUDENT, train, evaluate_test, evaluate_speech(_more)
 OUT=runs/round9
 CONTINUE=(--init "$ROUND8_STUDENT" --lr 3e-4 --set data.reference_rest_fraction=1)
 COLOUR_UP=(--set "data.colour_augment={saturation: [1.0, 1.4], channel_gain: [0.8, 1.25], brightness: [0.8, 1.2], fit_range: false}")
@@ -17,6 +17,4 @@ train student "$OUT/colour-up" "${CONTINUE[@]}" "${COLOUR_UP[@]}"
 models=("$OUT/closed/model_last.pt" "$OUT/colour-up/model_last.pt" "$ROUND8_STUDENT")
 evaluate_test "$OUT/eval-test" "${models[@]}"
 evaluate_speech "$OUT/speech" "${models[@]}"
-# The four other unseen portraits (test art_18; val art_4, happy, people_0), as round 8 judged real speech.
-$PY -m training.data.cli eval-speech --model "${models[@]}" --audio "$SHARED"/speech/*.wav \
-  --face "$SHARED"/portraits/{art_18,art_4,happy,people_0}.jpg --threads 2 --quiet --out "$OUT/speech-more"
+evaluate_speech_more "$OUT/speech-more" "${models[@]}"

@@ -52,6 +52,15 @@ evaluate_speech() {
     "$SHARED"/portraits/art_13.jpg --out "$out" --threads 2 --quiet
 }
 
+# evaluate_speech_more OUT_DIR MODEL...: the same speech on the four other unseen portraits (test art_18; val art_4,
+# happy, people_0): three faces are too few to judge real speech by (docs/training.md round 8).
+evaluate_speech_more() {
+  local out="$1"
+  shift
+  $PY -m training.data.cli eval-speech --model "$@" --audio "$SHARED"/speech/*.wav \
+    --face "$SHARED"/portraits/{art_18,art_4,happy,people_0}.jpg --out "$out" --threads 2 --quiet
+}
+
 # The round-5 student (shipped until round 8) that rounds 7 and 8 continue and compare with, out of the repository's
 # history, so that those rounds start from the same weights after the shipped student has changed.
 ROUND5_STUDENT=runs/round5-student.pt

@@ -8,15 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS="${1:-20000}"
-source scripts/experiments/round_settings.sh "$STEPS"  # COMMON, ROUND5_STUDENT, train, evaluate_test, evaluate_speech
+source scripts/experiments/round_settings.sh "$STEPS"  # COMMON, ROUND5_STUDENT, train, evaluate_test, evaluate_speech(_more)
 OUT=runs/round8/student
 train student "$OUT" --init "$ROUND5_STUDENT" --lr 3e-4 --set data.reference_rest_fraction=1
 evaluate_test runs/round8/student-eval-test "$OUT/model_last.pt" "$OUT/model.pt" "$ROUND5_STUDENT"
 evaluate_speech runs/round8/student-speech "$OUT/model_last.pt" "$OUT/model.pt" "$ROUND5_STUDENT"
 $PY -m training.data.cli eval runs/data-synth --split test --reference widest --no-baselines --threads 2 --quiet \
   --model "$OUT/model_last.pt" "$ROUND5_STUDENT" --out runs/round8/student-eval-widest
-# The four other unseen portraits (test art_18; val art_4, happy, people_0): the three faces above are too few to
-# judge real speech by (one face's opening moves by a third with its colour alone, docs/training.md round 8).
-$PY -m training.data.cli eval-speech --model "$OUT/model_last.pt" "$ROUND5_STUDENT" \
-  --audio "$SHARED"/speech/*.wav --face "$SHARED"/portraits/{art_18,art_4,happy,people_0}.jpg --threads 2 --quiet \
-  --out runs/round8/student-speech-more
+evaluate_speech_more runs/round8/student-speech-more "$OUT/model_last.pt" "$ROUND5_STUDENT"
