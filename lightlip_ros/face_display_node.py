@@ -21,8 +21,6 @@ import numpy as np
 import rclpy
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
-from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
@@ -32,7 +30,7 @@ from lightlip_ros.display import DisplayServer, ServerStartError
 from lightlip_ros.errors import EXIT_ERROR
 from lightlip_ros.image_msgs import ImageFormatError, compressed_to_bgr, image_to_bgr
 from lightlip_ros.pcm import PcmError, check_sample_rate, decode_pcm
-from lightlip_ros.ros_common import LATCHED, stamp_seconds
+from lightlip_ros.ros_common import LATCHED, spin_until_shutdown, stamp_seconds
 from sensor_msgs.msg import CompressedImage, Image
 
 NODE_NAME = "face_display"
@@ -50,7 +48,6 @@ BROWSER_MIN_SAMPLE_RATE = 3000
 STAMP_SKEW_WARNING_S = 5.0
 WARNING_PERIOD_S = 10.0
 TRANSPORT_CHECK_S = 1.0  # how often the display looks for a compressed frame stream
-RCLError = rclpy_implementation.RCLError
 
 
 def browser_audio(msg: AudioChunk) -> np.ndarray:
@@ -238,16 +235,12 @@ def main(args=None):
     node = None
     try:
         node = FaceDisplayNode()
-        rclpy.spin(node)
+        spin_until_shutdown(node)
     except (ServerStartError, ParameterException) as error:
         rclpy.logging.get_logger(NODE_NAME).error(str(error))
         return EXIT_ERROR
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except KeyboardInterrupt:  # Ctrl-C while the node starts
         pass
-    except RCLError:
-        # Ctrl-C may shut the context down while the executor builds its wait set (an rclpy race).
-        if rclpy.ok():
-            raise
     finally:
         if node is not None:
             node.close()

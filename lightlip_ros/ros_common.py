@@ -1,15 +1,32 @@
-"""What every LightLip ROS process agrees on: the "latched" QoS, stamp <-> seconds conversions and the
-DDS transport for full-size frames."""
+"""What every LightLip ROS process agrees on: the "latched" QoS, stamp <-> seconds conversions, the DDS
+transport for full-size frames and a quiet end on Ctrl-C."""
 import os
 from pathlib import Path
 
+import rclpy
 from builtin_interfaces.msg import Time
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from lightlip_ros import ASSETS
 
 # A face image or a status sent once reaches subscribers that start later (reliable + transient local).
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+
+def spin_until_shutdown(node) -> None:
+    """Runs node's callbacks until Ctrl-C or a shutdown of its context from outside, both of which end it quietly."""
+    try:
+        rclpy.spin(node, SingleThreadedExecutor(context=node.context))
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except RuntimeError:
+        # Ctrl-C shuts the context down from rclpy's signal handler, which may land while the executor builds
+        # its guard condition or wait set (an rclpy race, ros2/rclpy#398): an error then is not a real one.
+        if node.context.ok():
+            raise
+
 
 LARGE_FRAMES_PROFILE = ASSETS / "fastdds_large_frames.xml"
 # How a user configures Fast DDS: profile files named by these variables, or found in the working

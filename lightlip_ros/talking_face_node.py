@@ -25,7 +25,6 @@ import cv2
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -37,7 +36,7 @@ from lightlip_ros import ASSETS
 from lightlip_ros.engines import AUTO, PREFERENCES
 from lightlip_ros.image_msgs import ImageFormatError, bgr_to_compressed, bgr_to_image, image_to_bgr
 from lightlip_ros.pcm import float_to_s16
-from lightlip_ros.ros_common import LATCHED, StampClock, configure_fastdds
+from lightlip_ros.ros_common import LATCHED, StampClock, configure_fastdds, spin_until_shutdown
 from lightlip_ros.stream import PresentationQueue
 from sensor_msgs.msg import CompressedImage, Image
 
@@ -585,8 +584,8 @@ def main(args=None):
     node = None
     try:
         node = TalkingFaceNode(transport_note=transport_note)
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        spin_until_shutdown(node)
+    except KeyboardInterrupt:  # Ctrl-C while the model loads
         pass
     finally:
         if node is not None:

@@ -166,6 +166,25 @@ def test_fast_dds_is_configured_only_when_the_user_has_not(tmp_path):
     assert configure_fastdds(environ, cwd=tmp_path) == "" and environ == {}
 
 
+def test_a_shutdown_from_outside_ends_spinning_quietly_however_early_it_lands(ros_domain):
+    """Ctrl-C shuts the context down from rclpy's signal handler at any moment, also while the executor is
+    being built (a race that made the node exit with a traceback): spin_until_shutdown returns quietly."""
+    import threading
+
+    import rclpy
+    from lightlip_ros.ros_common import spin_until_shutdown
+
+    for attempt in range(100):
+        context = rclpy.context.Context()
+        rclpy.init(context=context, domain_id=ros_domain)
+        node = rclpy.create_node(f"spin_{attempt}", context=context)
+        node.create_timer(0.001, lambda: None)
+        threading.Timer(0.002 + (attempt % 10) * 0.001, context.try_shutdown).start()
+        spin_until_shutdown(node)
+        assert not context.ok()
+        node.destroy_node()
+
+
 def test_face_sequences_never_end_the_node(ros_context, node_env, student_checkpoint, tmp_path):
     """No face first, then a good one; bad after good; good after bad: over the topic and over set_face."""
     import cv2
