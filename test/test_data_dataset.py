@@ -122,6 +122,23 @@ def test_sync_pairs_in_and_off_sync(root):
     assert 0 < sum(labels) < len(labels)  # both kinds occur
 
 
+def test_sync_matching_candidates_come_from_the_same_clip_first_in_sync(root):
+    dataset = SyncPairDataset(root, "train", seed=4, samples_per_clip=6, off_sync_min_offset=3, candidates=4)
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        assert sample["faces"].shape == (4, 15, 48, 96)
+        assert "in_sync" not in sample
+        starts = [int(first) for first in sample["frames_start"]]
+        assert starts[0] == sample["start"]
+        assert len(set(starts)) == 4  # no candidate repeated: the clips have enough windows
+        assert all(abs(first - sample["start"]) >= 3 for first in starts[1:])
+        for first, faces in zip(starts, sample["faces"]):
+            assert _decode(faces.reshape(5, 3, 48, 96).transpose(0, 1).reshape(3, 5, 48, 96)) == \
+                list(range(first, first + 5))
+    with pytest.raises(ValueError, match="candidates must be >= 1, got 0"):
+        SyncPairDataset(root, "train", candidates=0)
+
+
 def test_deterministic_across_workers_and_epochs(root):
     dataset = Wav2LipDataset(root, "train", seed=7, samples_per_clip=4)
     serial = [(int(b["clip"][k]), int(b["start"][k])) for b in DataLoader(dataset, batch_size=3)

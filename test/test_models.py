@@ -12,6 +12,7 @@ from lightlip_ros.models import (STUDENT_WIDTHS, TEACHER_WIDTHS, CheckpointError
                                  SyncNet, Wav2LipGenerator, build_generator, load_generator, load_mouth_shape_net,
                                  load_syncnet, save_generator, save_mouth_shape_net, save_syncnet, student,
                                  sync_loss, syncnet_face_input, wav2lip_teacher)
+from lightlip_ros.models.syncnet import matching_loss, matching_similarities
 from lightlip_ros.models.profile import main as profile_main
 from lightlip_ros.models.profile import measure
 
@@ -483,6 +484,21 @@ def test_syncnet_input_and_loss():
         half = sync_loss(audio.bfloat16(), video.bfloat16(), target)
     assert half.dtype == torch.float32
     torch.testing.assert_close(half, manual, atol=2e-2, rtol=0)
+
+
+def test_matching_scores_each_window_against_its_own_candidates():
+    model = SyncNet(0.25).eval()
+    mel, candidates = torch.rand(3, 1, 80, 16), torch.rand(3, 4, 15, 48, 96)
+    with torch.no_grad():
+        similarities = matching_similarities(model, mel, candidates)
+        audio, face = model(mel[2:3], candidates[2, 1:2])
+    assert similarities.shape == (3, 4)
+    torch.testing.assert_close(similarities[2, 1], F.cosine_similarity(audio, face)[0])
+    # Cross-entropy of the first candidate, sharper at a lower temperature.
+    scores = torch.tensor([[0.9, 0.1, 0.2], [0.1, 0.9, 0.2]])
+    manual = -torch.log_softmax(scores / 0.1, dim=1)[:, 0].mean()
+    torch.testing.assert_close(matching_loss(scores, 0.1), manual)
+    assert matching_loss(scores[:1], 0.05) < matching_loss(scores[:1], 0.1) < matching_loss(scores[1:], 0.1)
 
 
 # ---- profile ----

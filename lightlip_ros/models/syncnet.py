@@ -87,6 +87,20 @@ def sync_loss(audio_embedding: Tensor, face_embedding: Tensor, in_sync: Tensor) 
         return F.binary_cross_entropy(similarity, in_sync.reshape(-1, 1).float())
 
 
+def matching_similarities(model: "SyncNet", mel: Tensor, candidates: Tensor) -> Tensor:
+    """Cosine similarities (B,K) of each mel window (B,1,80,16) to its K candidate face windows (B,K,15,48,96)."""
+    batch, count = candidates.shape[:2]
+    audio_embedding, face_embedding = model(mel.repeat_interleave(count, 0), candidates.flatten(0, 1))
+    return sync_similarity(audio_embedding, face_embedding).reshape(batch, count)
+
+
+def matching_loss(similarities: Tensor, temperature: float) -> Tensor:
+    """Multi-way matching loss: cross-entropy of picking the in-sync candidate (the first) among K, from the
+    similarities (B,K) scaled by 1/temperature (the similarities of Wav2Lip's ReLU embeddings lie in [0, 1])."""
+    target = torch.zeros(similarities.size(0), dtype=torch.long, device=similarities.device)
+    return F.cross_entropy(similarities.float() / temperature, target)
+
+
 def syncnet_face_input(frames: Tensor) -> Tensor:
     """Generator frames (B,3,T=5,96,96) to the expert's input: lower halves stacked on channels (B,15,48,96)."""
     if frames.dim() != 5 or frames.size(2) != SYNC_FRAMES:

@@ -478,17 +478,21 @@ class Wav2LipDataset(_ClipSampler):
 
 
 class SyncPairDataset(_ClipSampler):
-    """Lip-sync expert pairs (dict of tensors): faces (15, 48, 96) = lower halves of 5 frames stacked on
-    channels (the SyncNet input), mel (1, 80, 16) of the window at ``start``, in_sync (1.0 when the frames
-    are that window's, 0.0 when they come from another start of the same clip), plus clip, start,
-    frames_start.
+    """Lip-sync expert samples (dict of tensors): mel (1, 80, 16) of the window at ``start`` and face windows,
+    each the lower halves of 5 frames stacked on channels (15, 48, 96, the SyncNet input), plus clip, start.
 
-    positive_fraction: share of in-sync pairs (Wav2Lip: one half). off_sync_min_offset: an off-sync window
-    starts at least this many frames away (1 = any other window, as Wav2Lip does).
+    candidates = 1, Wav2Lip's pairs: faces (15, 48, 96), in_sync (1.0 when the frames are that window's,
+    0.0 when they come from another start of the same clip), frames_start. candidates = K > 1, multi-way
+    matching (Chung & Zisserman's SyncNet training): faces (K, 15, 48, 96), the first the in-sync window and
+    the others K - 1 different starts of the same clip, frames_start (K,). Same-clip candidates share the
+    face, the voice and the light, so only the mouth tells them apart.
+
+    positive_fraction: share of in-sync pairs (Wav2Lip: one half; pairs only). off_sync_min_offset: an
+    off-sync window starts at least this many frames away (1 = any other window, as Wav2Lip does).
     """
 
     def __init__(self, root, split, seed=0, samples_per_clip=1, img_size=CROP_SIZE, positive_fraction=0.5,
-                 off_sync_min_offset=1, clips=None, audio_augment=None):
+                 off_sync_min_offset=1, candidates=1, clips=None, audio_augment=None):
         super().__init__(root, split, seed, samples_per_clip, img_size, clips, audio_augment)
         if not 0.0 <= positive_fraction <= 1.0:
             raise ValueError(f"positive_fraction must be in [0, 1], got {positive_fraction}")
@@ -496,19 +500,32 @@ class SyncPairDataset(_ClipSampler):
         if int(off_sync_min_offset) < 1:
             raise ValueError(f"off_sync_min_offset must be >= 1, got {off_sync_min_offset}")
         self.off_sync_min_offset = int(off_sync_min_offset)
+        if int(candidates) < 1:
+            raise ValueError(f"candidates must be >= 1, got {candidates}")
+        self.candidates = int(candidates)
 
     def _sample(self, clip_index, clip_dir, starts, rng):
         start = int(starts[rng.integers(len(starts))])
-        in_sync = bool(rng.random() < self.positive_fraction)
-        frames_start = start if in_sync else self._other_start(starts, start, rng, self.off_sync_min_offset)
-        window = frames_to_tensor(read_frames(clip_dir, range(frames_start, frames_start + SYNC_FRAMES),
-                                              self.img_size))
-        return {
-            "faces": syncnet_face_input(window.unsqueeze(0))[0],
-            "mel": mel_window(self._mel(clip_dir, rng, (sync_mel_start(start), sync_mel_start(start) + MEL_STEP_SIZE)),
-                              sync_mel_start(start)),
-            "in_sync": torch.tensor(1.0 if in_sync else 0.0),
-            "clip": clip_index,
-            "start": start,
-            "frames_start": frames_start,
-        }
+        mel = self._mel(clip_dir, rng, (sync_mel_start(start), sync_mel_start(start) + MEL_STEP_SIZE))
+        sample = {"mel": mel_window(mel, sync_mel_start(start)), "clip": clip_index, "start": start}
+        if self.candidates == 1:
+            in_sync = bool(rng.random() < self.positive_fraction)
+            frames_start = start if in_sync else self._other_start(starts, start, rng, self.off_sync_min_offset)
+            return {**sample, "faces": self._faces([frames_start], clip_dir)[0],
+                    "in_sync": torch.tensor(1.0 if in_sync else 0.0), "frames_start": frames_start}
+        others = _far_starts(starts, start, self.off_sync_min_offset)
+        if len(others) == 0:
+            others = starts[starts != start]
+        # Without repeats while the clip has enough windows: a repeated candidate is a free wrong answer.
+        others = rng.choice(others, self.candidates - 1, replace=len(others) < self.candidates - 1)
+        frames_starts = [start, *(int(other) for other in others)]
+        return {**sample, "faces": self._faces(frames_starts, clip_dir), "frames_start": torch.tensor(frames_starts)}
+
+    def _faces(self, frames_starts, clip_dir):
+        """(len(frames_starts), 15, 48, 96) expert inputs of the windows at frames_starts, each frame read once."""
+        indices = sorted({index for first in frames_starts for index in range(first, first + SYNC_FRAMES)})
+        frames = frames_to_tensor(read_frames(clip_dir, indices, self.img_size))  # (3, N, H, W)
+        position = {index: i for i, index in enumerate(indices)}
+        windows = torch.stack([frames[:, [position[first + t] for t in range(SYNC_FRAMES)]]
+                               for first in frames_starts])
+        return syncnet_face_input(windows)
