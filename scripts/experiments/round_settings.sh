@@ -35,11 +35,13 @@ train_shape_net() {
     --threads 2 --num-workers 1 --no-progress >> runs/shapenet.log 2>&1
 }
 
-# evaluate_test OUT_DIR MODEL...: the held-out synthetic test split.
+# evaluate_test OUT_DIR MODEL...: the held-out synthetic test split (with LSE-D/C when SYNCNET names an expert).
 evaluate_test() {
   local out="$1"
   shift
-  $PY -m training.data.cli eval runs/data-synth --split test --model "$@" --out "$out" --threads 2 --quiet
+  local expert=()
+  [ -n "${SYNCNET:-}" ] && expert=(--syncnet "$SYNCNET")
+  $PY -m training.data.cli eval runs/data-synth --split test --model "$@" "${expert[@]}" --out "$out" --threads 2 --quiet
 }
 
 # evaluate_speech OUT_DIR MODEL...: the shared real speech on the bundled face, the astronaut and two unseen
