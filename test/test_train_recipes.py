@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 
-from lightlip_ros.models import (MouthShapeNet, load_generator, load_mouth_shape_net, load_syncnet, save_generator,
-                                 save_mouth_shape_net, student)
+from lightlip_ros.models import (MouthShapeNet, SyncNet, load_generator, load_mouth_shape_net, load_syncnet,
+                                 save_generator, save_mouth_shape_net, save_syncnet, student)
 from training.train.generator_recipe import GeneratorRecipe
 from training.train.shape_recipe import MouthShapeRecipe
 from training.train.cli import main
@@ -157,6 +157,35 @@ def test_distillation_loss_falls_on_a_batch_it_overfits(synth_root, tmp_path):
     losses, scalars = _overfit(recipe, model, batch, steps=40)
     assert {"l1", "output_distill", "feature_distill"} <= set(scalars)
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_sync_mouth_only_lets_the_expert_judge_the_mouth_box_alone(synth_root, tmp_path):
+    """With loss.sync_mouth_only the sync gradient reaches the generated frames inside the mouth box (grown by
+    the margin) and nowhere else; without it, the whole lower half."""
+    from training.train.losses import mouth_mask
+
+    save_syncnet(SyncNet(0.25), tmp_path / "expert.pt")
+    gradients = {}
+    for mouth_only in (True, False):
+        config = build_config("distill", overrides=[f"data.root={synth_root}", "loss.sync=1",
+                                                    "loss.sync_enable_below=null",
+                                                    f"loss.sync_mouth_only={str(mouth_only).lower()}"])
+        config["model"]["widths"] = 0.0625
+        config["expert"]["checkpoint"] = str(tmp_path / "expert.pt")
+        recipe = GeneratorRecipe(config, torch.device("cpu"))
+        model = recipe.build_model()
+        train_set, _ = recipe.datasets()
+        batch = _move(torch.utils.data.default_collate([train_set[0], train_set[1]]), torch.device("cpu"))
+        outputs = []
+        model.register_forward_hook(lambda _module, _inputs, output: outputs.append(output[0]))
+        _, _, terms = recipe._terms(model, batch, with_sync=True)
+        (frames,) = outputs
+        gradients[mouth_only] = torch.autograd.grad(terms["sync"], frames)[0].abs().sum(1, keepdim=True)
+    inside = mouth_mask(batch["mouth_box"].float(), 96, 96, config["loss"]["mouth_margin"]).bool()
+    lower = torch.zeros_like(inside)
+    lower[..., 48:, :] = True
+    assert gradients[True][~inside].max() == 0 and gradients[True][inside].sum() > 0
+    assert gradients[False][lower & ~inside].sum() > 0
 
 
 def _overfit(recipe, model, batch, steps):

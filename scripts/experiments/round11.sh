@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
 # Round 11 (CPU, 2 cores): the lip-sync expert as a lever. The round-8 student continued STEPS steps with its
 # recipe (closed references, no colour augmentation) plus WEIGHT x the expert's sync loss from the first step,
-# the expert being round 11's multi-way matching one (expert_round11.sh, trained first when missing). Same start,
-# steps and schedule as round 9's closed row, its control. Then both evaluations, with LSE-D/C from that expert.
-#   scripts/experiments/round11.sh [STEPS] [WEIGHT]   (default 12000 steps, weight 0.3; about 50 min; resumes)
+# the expert being round 11's multi-way matching one (expert_round11.sh, trained first when missing). REGION is
+# what the expert judges: frame (the generated lower half, as Wav2Lip) or mouth (loss.sync_mouth_only: the
+# generated mouth box on the reference face, so the sync gradient cannot paint the cheeks). Same start, steps
+# and schedule as round 9's closed row, its control. Then both evaluations, with LSE-D/C from that expert.
+#   scripts/experiments/round11.sh [STEPS] [WEIGHT] [REGION]   (default 12000, 0.3, frame; about 50 min; resumes)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS="${1:-12000}"
 WEIGHT="${2:-0.3}"
+REGION="${3:-frame}"
 source scripts/experiments/round_settings.sh "$STEPS"  # COMMON, ROUND8_STUDENT, train, evaluate_test, evaluate_speech(_more)
+case "$REGION" in
+  frame) ROW="sync$WEIGHT"; MOUTH_ONLY=false ;;
+  mouth) ROW="sync$WEIGHT-mouth"; MOUTH_ONLY=true ;;
+  *) echo "round11.sh: REGION must be frame or mouth, got $REGION" >&2; exit 2 ;;
+esac
 OUT=runs/round11
 SYNCNET=runs/round11/expert-match8/model.pt
 [ -f runs/round11/expert-match8/summary.json ] || scripts/experiments/expert_round11.sh 4000 8
 [ -f runs/round9/closed/model_last.pt ] || scripts/experiments/round9.sh "$STEPS"
 # COMMON sets loss.sync=0; the later --set wins.
-train student "$OUT/sync$WEIGHT" --init "$ROUND8_STUDENT" --lr 3e-4 --set data.reference_rest_fraction=1 \
-  --expert "$SYNCNET" --set loss.sync="$WEIGHT" --set loss.sync_enable_below=null
-models=("$OUT/sync$WEIGHT/model_last.pt" runs/round9/closed/model_last.pt "$ROUND8_STUDENT")
-evaluate_test "$OUT/eval-test-sync$WEIGHT" "${models[@]}"
-evaluate_speech "$OUT/speech-sync$WEIGHT" "${models[@]}"
-evaluate_speech_more "$OUT/speech-more-sync$WEIGHT" "${models[@]}"
+train student "$OUT/$ROW" --init "$ROUND8_STUDENT" --lr 3e-4 --set data.reference_rest_fraction=1 \
+  --expert "$SYNCNET" --set loss.sync="$WEIGHT" --set loss.sync_enable_below=null --set loss.sync_mouth_only=$MOUTH_ONLY
+models=("$OUT/$ROW/model_last.pt" runs/round9/closed/model_last.pt "$ROUND8_STUDENT")
+evaluate_test "$OUT/eval-test-$ROW" "${models[@]}"
+evaluate_speech "$OUT/speech-$ROW" "${models[@]}"
+evaluate_speech_more "$OUT/speech-more-$ROW" "${models[@]}"

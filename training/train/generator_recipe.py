@@ -21,6 +21,8 @@ mouth's shape and is never trained to tell generated frames apart (no adversaria
 
 The expert's sync term starts at weight 0 and is switched on when the expert's loss on the generator's
 validation frames drops below `loss.sync_enable_below` (Wav2Lip uses 0.75); null switches it on at once.
+With `loss.sync_mouth_only` the expert sees the generated frames inside the mouth box (grown by the margin) and the
+reference elsewhere, so its gradient can only change the mouth.
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ from lightlip_ros.models import (CheckpointError, GeneratorWidths, build_generat
 
 from ..data.dataset import SHAPE_DIMENSIONS, AudioAugment, ColourAugment, Wav2LipDataset, has_synthetic_truth
 from .losses import (ArticulationHead, FeatureAdapters, expert_sync_loss, feature_distillation_loss, masked_mse,
-                     mouth_gradient_loss, mouth_reconstruction_loss, output_distillation_loss, reconstruction_loss)
+                     mouth_gradient_loss, mouth_mask, mouth_reconstruction_loss, output_distillation_loss,
+                     reconstruction_loss)
 from .trainer import Recipe, TrainingError, dataset_pair
 
 LOG = logging.getLogger("lightlip.train")
@@ -121,6 +124,7 @@ class GeneratorRecipe(Recipe):
         self.motion_weight = float(config["loss"]["mouth_motion_weight"] or 0.0)
         self.sync_enable_below = config["loss"]["sync_enable_below"]
         self.sync_active = self.sync_enable_below is None
+        self.sync_mouth_only = bool(config["loss"]["sync_mouth_only"])
         self.teacher = None
         teacher_path = (config.get("teacher") or {}).get("checkpoint")
         if teacher_path:
@@ -235,7 +239,11 @@ class GeneratorRecipe(Recipe):
                 layers = unwrap_model(model).feature_layers
                 terms["feature_distill"] = feature_distillation_loss(adapted, [teacher_features[i] for i in layers])
         if self.expert is not None and with_sync:
-            terms["sync"] = expert_sync_loss(self.expert, batch["sync_mel"], frames)
+            judged = frames
+            if self.sync_mouth_only:  # the sync gradient may redraw the mouth, not paint the cheeks to please the expert
+                inside = mouth_mask(batch["mouth_box"].float(), frames.size(-2), frames.size(-1), self.mouth_margin)
+                judged = frames * inside + batch["face_input"][:, 3:] * (1 - inside)
+            terms["sync"] = expert_sync_loss(self.expert, batch["sync_mel"], judged)
         return frames, teacher_frames, terms
 
     def _total(self, terms: dict) -> torch.Tensor:
