@@ -13,6 +13,12 @@ from lightlip_ros import ASSETS
 # A face image or a status sent once reaches subscribers that start later (reliable + transient local).
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
+LARGE_FRAMES_PROFILE = ASSETS / "fastdds_large_frames.xml"
+# How a user configures Fast DDS: profile files named by these variables, or found in the working
+# directory under these names, or the builtin transports chosen by name.
+FASTDDS_PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE",
+                             "FASTDDS_BUILTIN_TRANSPORTS")
+FASTDDS_PROFILE_FILES = ("DEFAULT_FASTDDS_PROFILES.xml", "DEFAULT_FASTRTPS_PROFILES.xml")
 
 
 def spin_until_shutdown(node) -> None:
@@ -26,14 +32,6 @@ def spin_until_shutdown(node) -> None:
         # its guard condition or wait set (an rclpy race, ros2/rclpy#398): an error then is not a real one.
         if node.context.ok():
             raise
-
-
-LARGE_FRAMES_PROFILE = ASSETS / "fastdds_large_frames.xml"
-# How a user configures Fast DDS: profile files named by these variables, or found in the working
-# directory under these names, or the builtin transports chosen by name.
-FASTDDS_PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE",
-                             "FASTDDS_BUILTIN_TRANSPORTS")
-FASTDDS_PROFILE_FILES = ("DEFAULT_FASTDDS_PROFILES.xml", "DEFAULT_FASTRTPS_PROFILES.xml")
 
 
 def configure_fastdds(environ=os.environ, cwd=None) -> str:

@@ -240,7 +240,7 @@ class GeneratorRecipe(Recipe):
                 terms["feature_distill"] = feature_distillation_loss(adapted, [teacher_features[i] for i in layers])
         if self.expert is not None and with_sync:
             judged = frames
-            if self.sync_mouth_only:  # the sync gradient may redraw the mouth, not paint the cheeks to please the expert
+            if self.sync_mouth_only:  # the sync gradient may redraw the mouth, not paint cheeks to please the expert
                 inside = mouth_mask(batch["mouth_box"].float(), frames.size(-2), frames.size(-1), self.mouth_margin)
                 judged = frames * inside + batch["face_input"][:, 3:] * (1 - inside)
             terms["sync"] = expert_sync_loss(self.expert, batch["sync_mel"], judged)
