@@ -90,6 +90,7 @@ def sync_loss(audio_embedding: Tensor, face_embedding: Tensor, in_sync: Tensor) 
 def matching_similarities(model: "SyncNet", mel: Tensor, candidates: Tensor) -> Tensor:
     """Cosine similarities (B,K) of each mel window (B,1,80,16) to its K candidate face windows (B,K,15,48,96)."""
     batch, count = candidates.shape[:2]
+    # One forward call (what a DDP-wrapped model needs); repeating the mel costs little beside the K face windows.
     audio_embedding, face_embedding = model(mel.repeat_interleave(count, 0), candidates.flatten(0, 1))
     return sync_similarity(audio_embedding, face_embedding).reshape(batch, count)
 

@@ -9,13 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS="${1:-4000}"
 CANDIDATES="${2:-8}"
-PY=.venv/bin/python
-OUT=runs/round11/expert-match$CANDIDATES
-mkdir -p runs/round11
-resume=()
-[ -f "$OUT/checkpoints/last.pt" ] && resume=(--resume "$OUT")
-[ -f "$OUT/summary.json" ] || $PY -m training.train.cli syncnet --data runs/data-synth --out "$OUT" --steps "$STEPS" \
-  --batch-size 8 --lr 5e-4 --val-every 250 --threads 2 --num-workers 1 --set model.width=0.25 \
-  --set data.candidates="$CANDIDATES" --set data.off_sync_min_offset=3 --set train.val_batches=20 \
-  --set data.val_samples_per_clip=8 --set train.schedule=cosine "${resume[@]}" 2>&1 \
-  | stdbuf -oL tr "\r" "\n" | grep --line-buffered -v -E "s/step|step/s" >> "$OUT.log"
+source scripts/experiments/round_settings.sh "$STEPS"  # run_training
+run_training syncnet "runs/round11/expert-match$CANDIDATES" --data runs/data-synth --steps "$STEPS" --batch-size 8 \
+  --lr 5e-4 --val-every 250 --threads 2 --num-workers 1 --set model.width=0.25 --set data.candidates="$CANDIDATES" \
+  --set data.off_sync_min_offset=3 --set train.val_batches=20 --set data.val_samples_per_clip=8 \
+  --set train.schedule=cosine

@@ -10,12 +10,7 @@ cd "$(dirname "$0")/../.."
 STEPS="${1:-3000}"
 THREADS="${2:-2}"
 OFFSET="${3:-1}"
-PY=.venv/bin/python
-OUT=runs/round9/expert-offset$OFFSET
-mkdir -p runs/round9
-resume=()
-[ -f "$OUT/checkpoints/last.pt" ] && resume=(--resume "$OUT")
-[ -f "$OUT/summary.json" ] || $PY -m training.train.cli syncnet --data runs/data-synth --out "$OUT" --steps "$STEPS" \
-  --batch-size 64 --lr 5e-4 --val-every 250 --threads "$THREADS" --num-workers 1 --set model.width=0.25 \
-  --set data.off_sync_min_offset="$OFFSET" --set train.val_batches=10 --set data.val_samples_per_clip=8 \
-  "${resume[@]}" 2>&1 | stdbuf -oL tr "\r" "\n" | grep --line-buffered -v -E "s/step|step/s" >> "$OUT.log"
+source scripts/experiments/round_settings.sh "$STEPS"  # run_training
+run_training syncnet "runs/round9/expert-offset$OFFSET" --data runs/data-synth --steps "$STEPS" --batch-size 64 \
+  --lr 5e-4 --val-every 250 --threads "$THREADS" --num-workers 1 --set model.width=0.25 \
+  --set data.off_sync_min_offset="$OFFSET" --set train.val_batches=10 --set data.val_samples_per_clip=8

@@ -2,7 +2,7 @@
 # run of those rounds shares, so that a distilled student and its scratch twin differ only in the teacher,
 # and the two evaluations they all end with. The sourcing script's first argument is the step count; a
 # VAL_EVERY set before sourcing replaces the validation interval. It also trains the mouth-shape net the
-# frame_articulation term reads (train_shape_net, SHAPE_NET).
+# frame_articulation term reads (train_shape_net, SHAPE_NET), and run_training serves the expert scripts too.
 STEPS="${1:-20000}"
 VAL_EVERY="${VAL_EVERY:-1000}"
 PY=.venv/bin/python
@@ -11,17 +11,24 @@ COMMON=(--data runs/data-synth --steps "$STEPS" --batch-size 4 --lr 1e-3 --val-e
         --num-workers 1 --set train.schedule=cosine --set train.warmup_steps=20 --set train.val_batches=8
         --set loss.sync=0)
 
-# train RECIPE OUT [ARGS...]: lightlip-train RECIPE into OUT with COMMON, resuming OUT if it has a checkpoint and
-# leaving it as it is if it finished (summary.json); progress lines go to OUT.log (a resumed run appends).
-train() {
+# run_training RECIPE OUT [ARGS...]: lightlip-train RECIPE into OUT, resuming OUT if it has a checkpoint and leaving
+# it as it is if it finished (summary.json); log lines go to OUT.log (a resumed run appends), progress bars do not.
+run_training() {
   local recipe="$1" out="$2"
   shift 2
   [ -f "$out/summary.json" ] && return 0
   local resume=()
   [ -f "$out/checkpoints/last.pt" ] && resume=(--resume "$out")
   mkdir -p "$(dirname "$out")"
-  $PY -m training.train.cli "$recipe" --out "$out" "${COMMON[@]}" "$@" "${resume[@]}" 2>&1 \
-    | stdbuf -oL tr "\r" "\n" | grep --line-buffered -v "step/s" >> "$out.log"
+  $PY -m training.train.cli "$recipe" --out "$out" "$@" "${resume[@]}" 2>&1 \
+    | stdbuf -oL tr "\r" "\n" | grep --line-buffered -v -E "s/step|step/s" >> "$out.log"
+}
+
+# train RECIPE OUT [ARGS...]: run_training of a generator recipe with COMMON.
+train() {
+  local recipe="$1" out="$2"
+  shift 2
+  run_training "$recipe" "$out" "${COMMON[@]}" "$@"
 }
 
 # Round 7's colour augmentation (off by default, docs/training.md round 7), as it ran then: values left in

@@ -278,6 +278,12 @@ def _far_starts(starts, start, min_offset):
     return starts[np.abs(starts - start) >= max(1, min_offset)]
 
 
+def _other_starts(starts, start, min_offset):
+    """The window starts at least min_offset frames from start or, in a clip too short for that, every other one."""
+    far = _far_starts(starts, start, min_offset)
+    return far if len(far) else starts[starts != start]
+
+
 def _window_jaw(truth, starts):
     """Mean jaw opening of the truth over each window starting at one of starts."""
     jaw = np.asarray(truth["jaw"], np.float64)
@@ -398,10 +404,8 @@ class _ClipSampler(Dataset):
         return self.audio_augment.mel(clip_audio(str(clip_dir)), rng, columns, mel.shape[1])
 
     def _other_start(self, starts, start, rng, min_offset):
-        far = _far_starts(starts, start, min_offset)
-        if len(far) == 0:
-            far = starts[starts != start]
-        return int(far[rng.integers(len(far))])
+        others = _other_starts(starts, start, min_offset)
+        return int(others[rng.integers(len(others))])
 
 
 class Wav2LipDataset(_ClipSampler):
@@ -513,9 +517,7 @@ class SyncPairDataset(_ClipSampler):
             frames_start = start if in_sync else self._other_start(starts, start, rng, self.off_sync_min_offset)
             return {**sample, "faces": self._faces([frames_start], clip_dir)[0],
                     "in_sync": torch.tensor(1.0 if in_sync else 0.0), "frames_start": frames_start}
-        others = _far_starts(starts, start, self.off_sync_min_offset)
-        if len(others) == 0:
-            others = starts[starts != start]
+        others = _other_starts(starts, start, self.off_sync_min_offset)
         # Without repeats while the clip has enough windows: a repeated candidate is a free wrong answer.
         others = rng.choice(others, self.candidates - 1, replace=len(others) < self.candidates - 1)
         frames_starts = [start, *(int(other) for other in others)]
