@@ -326,3 +326,34 @@ def test_wide_open_weight_draws_wide_mouths_more_often(tmp_path):
     assert weighted > 2 * uniform
     with pytest.raises(ValueError, match="wide_open_weight"):
         Wav2LipDataset(tmp_path, "train", wide_open_weight=-1)
+
+
+def test_mirror_flips_frames_reference_and_mouth_boxes_together(tmp_path):
+    import json
+
+    _make_clip(tmp_path / "spk/a")
+    for i in range(N_FRAMES):  # a bright left edge, so that a flip shows
+        image = _frame_image(i)
+        image[:, :20] = 250
+        cv2.imwrite(str(tmp_path / "spk/a" / f"{i}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    truth = {"crop_size": 96, "jaw": [0.5] * N_FRAMES, "spread": [0.0] * N_FRAMES, "round": [0.0] * N_FRAMES,
+             "lips_box": [[20, 60, 50, 80]] * N_FRAMES}
+    (tmp_path / "spk/a/truth.json").write_text(json.dumps(truth))
+    write_filelist(tmp_path, "train", ["spk/a"])
+
+    plain = Wav2LipDataset(tmp_path, "train", seed=3, samples_per_clip=40)
+    mirrored = Wav2LipDataset(tmp_path, "train", seed=3, samples_per_clip=40, mirror=1.0)
+    for index in range(5):
+        a, b = plain[index], mirrored[index]
+        assert a["start"] == b["start"] and torch.equal(a["mels"], b["mels"])  # the same window and audio
+        assert torch.equal(b["target"], a["target"].flip(-1))
+        assert torch.equal(b["face_input"], a["face_input"].flip(-1))  # masked window and reference alike
+        assert float(b["target"][..., -10:].mean()) > 0.9  # the bright edge is now on the right
+        assert b["mouth_box"].tolist() == [[46.0, 60.0, 76.0, 80.0]] * 5
+        assert torch.equal(b["articulation"], a["articulation"])  # jaw, spread, rounding are symmetric
+
+    half = Wav2LipDataset(tmp_path, "train", seed=3, samples_per_clip=40, mirror=0.5)
+    flipped = [float(half[i]["target"][..., -10:].mean()) > 0.9 for i in range(len(half))]
+    assert 0.25 < np.mean(flipped) < 0.75
+    with pytest.raises(ValueError, match="mirror must be in"):
+        Wav2LipDataset(tmp_path, "train", mirror=1.5)

@@ -116,6 +116,7 @@ def test_cli_reports_user_mistakes_in_one_line(tmp_path, capsys):
 
 def test_bad_data_settings_are_one_line_errors(synth_root, tmp_path, capsys):
     for setting, message in (("data.wide_open_weight=-1", "wide_open_weight must be >= 0"),
+                             ("data.mirror=2", "mirror must be in [0, 1], got 2.0"),
                              ("data.reference_rest_fraction=half", "could not convert string to float")):
         assert main(["student", "--out", str(tmp_path / "run"), "--data", str(synth_root),
                      "--set", "loss.sync=0", "--set", setting] + TINY) == 1

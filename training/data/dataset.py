@@ -421,14 +421,19 @@ class Wav2LipDataset(_ClipSampler):
     the clip's most closed mouths (lowest mean jaw truth), like the still face a robot is given; clips
     without truth always get Wav2Lip's random reference. wide_open_weight k: clips with truth draw their
     window with probability proportional to 1 + k * (its mean jaw opening / the clip's widest window's), so
-    wide mouths, rare in speech, are seen more often; clips without truth draw uniformly.
+    wide mouths, rare in speech, are seen more often; clips without truth draw uniformly. mirror: share of
+    samples flipped left to right (frames, reference and mouth boxes alike), which doubles the faces seen
+    without inventing a colour (colour augmentation did: docs/training.md rounds 7-10).
     """
 
     def __init__(self, root, split, seed=0, samples_per_clip=1, img_size=CROP_SIZE, reference_min_offset=1,
                  clips=None, audio_augment=None, reference_rest_fraction=0.0, colour_augment=None,
-                 wide_open_weight=0.0):
+                 wide_open_weight=0.0, mirror=0.0):
         super().__init__(root, split, seed, samples_per_clip, img_size, clips, audio_augment)
         self.colour_augment = colour_augment
+        if not 0.0 <= mirror <= 1.0:
+            raise ValueError(f"mirror must be in [0, 1], got {mirror}")
+        self.mirror = float(mirror)
         if wide_open_weight < 0:
             raise ValueError(f"wide_open_weight must be >= 0, got {wide_open_weight}")
         self.wide_open_weight = float(wide_open_weight)
@@ -468,6 +473,9 @@ class Wav2LipDataset(_ClipSampler):
         articulation, boxes, has_truth = mouth_labels(truth, frames, self.img_size)
         if self.colour_augment is not None:  # drawn last: the other draws stay those of an unaugmented sample
             window, reference_window = self.colour_augment([window, reference_window], rng)
+        if self.mirror and rng.random() < self.mirror:  # no draw at 0: earlier recipes keep their samples
+            window, reference_window = window.flip(-1), reference_window.flip(-1)
+            boxes = np.stack([self.img_size - boxes[:, 2], boxes[:, 1], self.img_size - boxes[:, 0], boxes[:, 3]], 1)
         return {
             "face_input": torch.cat([mask_lower_half(window), reference_window], dim=0),
             "target": window,

@@ -164,7 +164,8 @@ class GeneratorRecipe(Recipe):
                 raise TrainingError(f"data.{key}: {error}") from error
         try:
             shared = {"reference_rest_fraction": float(data.get("reference_rest_fraction") or 0.0)}
-            train_options = dict(shared, wide_open_weight=float(data.get("wide_open_weight") or 0.0), **augments)
+            train_options = dict(shared, wide_open_weight=float(data.get("wide_open_weight") or 0.0),
+                                 mirror=float(data.get("mirror") or 0.0), **augments)
             train, val = dataset_pair(Wav2LipDataset, self.config, train_options=train_options, val_options=shared)
         except (TypeError, ValueError) as error:
             raise TrainingError(f"data: {error}") from error
