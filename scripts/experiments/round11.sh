@@ -3,27 +3,32 @@
 # recipe (closed references, no colour augmentation) plus WEIGHT x the expert's sync loss from the first step,
 # the expert being round 11's multi-way matching one (expert_round11.sh, trained first when missing). REGION is
 # what the expert judges: frame (the generated lower half, as Wav2Lip) or mouth (loss.sync_mouth_only: the
-# generated mouth box on the reference face, so the sync gradient cannot paint the cheeks). Same start, steps
-# and schedule as round 9's closed row, its control. Then both evaluations, with LSE-D/C from that expert.
-#   scripts/experiments/round11.sh [STEPS] [WEIGHT] [REGION]   (default 12000, 0.3, frame; about 50 min; resumes)
+# generated mouth box on the reference face, so the sync gradient cannot paint the cheeks). MIRROR > 0 flips that
+# share of the samples left to right (data.mirror; round 12). Same start, steps and schedule as round 9's closed
+# row, its control. Then both evaluations, with LSE-D/C from that expert.
+#   scripts/experiments/round11.sh [STEPS] [WEIGHT] [REGION] [MIRROR]   (default 12000, 0.3, frame, 0; about 50 min;
+#   resumes)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS="${1:-12000}"
 WEIGHT="${2:-0.3}"
 REGION="${3:-frame}"
+MIRROR="${4:-0}"
 source scripts/experiments/round_settings.sh "$STEPS"  # COMMON, ROUND8_STUDENT, train, evaluate_test, evaluate_speech(_more)
 case "$REGION" in
   frame) ROW="sync$WEIGHT"; MOUTH_ONLY=false ;;
   mouth) ROW="sync$WEIGHT-mouth"; MOUTH_ONLY=true ;;
   *) echo "round11.sh: REGION must be frame or mouth, got $REGION" >&2; exit 2 ;;
 esac
+[ "$MIRROR" = 0 ] || ROW="$ROW-mirror$MIRROR"
 OUT=runs/round11
 SYNCNET=runs/round11/expert-match8/model.pt
 [ -f runs/round11/expert-match8/summary.json ] || scripts/experiments/expert_round11.sh 4000 8
 [ -f runs/round9/closed/model_last.pt ] || scripts/experiments/round9.sh "$STEPS"
 # COMMON sets loss.sync=0; the later --set wins.
 train student "$OUT/$ROW" --init "$ROUND8_STUDENT" --lr 3e-4 --set data.reference_rest_fraction=1 \
-  --expert "$SYNCNET" --set loss.sync="$WEIGHT" --set loss.sync_enable_below=null --set loss.sync_mouth_only=$MOUTH_ONLY
+  --expert "$SYNCNET" --set loss.sync="$WEIGHT" --set loss.sync_enable_below=null --set loss.sync_mouth_only=$MOUTH_ONLY \
+  --set data.mirror="$MIRROR"
 models=("$OUT/$ROW/model_last.pt" runs/round9/closed/model_last.pt "$ROUND8_STUDENT")
 evaluate_test "$OUT/eval-test-$ROW" "${models[@]}"
 evaluate_speech "$OUT/speech-$ROW" "${models[@]}"
