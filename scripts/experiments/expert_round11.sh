@@ -5,12 +5,15 @@
 # steps of 64 pairs; candidates of one clip share the face, voice and light, so only the mouth separates them.
 # Off-sync candidates start at least 3 frames away (two of five frames shared at most).
 #   scripts/experiments/expert_round11.sh [STEPS] [CANDIDATES]   (default 4000 steps, 8 candidates; resumes)
+# Into runs/round11/expert-matchCANDIDATES, with -STEPS added for another step count (a longer schedule is a new run).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS="${1:-4000}"
 CANDIDATES="${2:-8}"
 source scripts/experiments/round_settings.sh "$STEPS"  # run_training
-run_training syncnet "runs/round11/expert-match$CANDIDATES" --data runs/data-synth --steps "$STEPS" --batch-size 8 \
+OUT="runs/round11/expert-match$CANDIDATES"
+[ "$STEPS" = 4000 ] || OUT="$OUT-$STEPS"
+run_training syncnet "$OUT" --data runs/data-synth --steps "$STEPS" --batch-size 8 \
   --lr 5e-4 --val-every 250 --threads 2 --num-workers 1 --set model.width=0.25 --set data.candidates="$CANDIDATES" \
   --set data.off_sync_min_offset=3 --set train.val_batches=20 --set data.val_samples_per_clip=8 \
   --set train.schedule=cosine
