@@ -4,16 +4,18 @@
 # the expert being round 11's multi-way matching one (expert_round11.sh, trained first when missing). REGION is
 # what the expert judges: frame (the generated lower half, as Wav2Lip) or mouth (loss.sync_mouth_only: the
 # generated mouth box on the reference face, so the sync gradient cannot paint the cheeks). MIRROR > 0 flips that
-# share of the samples left to right (data.mirror; round 12). Same start, steps and schedule as round 9's closed
+# share of the samples left to right (data.mirror; round 12). EXPERT_STEPS other than 4000 uses (and first trains)
+# an expert of that schedule (expert_round11.sh EXPERT_STEPS 8). Same start, steps and schedule as round 9's closed
 # row, its control. Then both evaluations, with LSE-D/C from that expert.
-#   scripts/experiments/round11.sh [STEPS] [WEIGHT] [REGION] [MIRROR]   (default 12000, 0.3, frame, 0; about 50 min;
-#   resumes)
+#   scripts/experiments/round11.sh [STEPS] [WEIGHT] [REGION] [MIRROR] [EXPERT_STEPS]
+#   (default 12000, 0.3, frame, 0, 4000; about 50 min; resumes)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS="${1:-12000}"
 WEIGHT="${2:-0.3}"
 REGION="${3:-frame}"
 MIRROR="${4:-0}"
+EXPERT_STEPS="${5:-4000}"
 source scripts/experiments/round_settings.sh "$STEPS"  # COMMON, ROUND8_STUDENT, train, evaluate_test, evaluate_speech(_more)
 case "$REGION" in
   frame) ROW="sync$WEIGHT"; MOUTH_ONLY=false ;;
@@ -22,8 +24,10 @@ case "$REGION" in
 esac
 [ "$MIRROR" = 0 ] || ROW="$ROW-mirror$MIRROR"
 OUT=runs/round11
-SYNCNET=runs/round11/expert-match8/model.pt
-[ -f runs/round11/expert-match8/summary.json ] || scripts/experiments/expert_round11.sh 4000 8
+EXPERT=runs/round11/expert-match8  # expert_round11.sh's folder for that schedule
+[ "$EXPERT_STEPS" = 4000 ] || { EXPERT="$EXPERT-$EXPERT_STEPS"; ROW="$ROW-expert$EXPERT_STEPS"; }
+SYNCNET="$EXPERT/model.pt"
+[ -f "$EXPERT/summary.json" ] || scripts/experiments/expert_round11.sh "$EXPERT_STEPS" 8
 [ -f runs/round9/closed/model_last.pt ] || scripts/experiments/round9.sh "$STEPS"
 # COMMON sets loss.sync=0; the later --set wins.
 train student "$OUT/$ROW" --init "$ROUND8_STUDENT" --lr 3e-4 --set data.reference_rest_fraction=1 \
