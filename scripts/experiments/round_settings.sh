@@ -51,6 +51,15 @@ evaluate_test() {
   $PY -m training.data.cli eval runs/data-synth --split test --model "$@" "${expert[@]}" --out "$out" --threads 2 --quiet
 }
 
+# evaluate_widest OUT_DIR MODEL...: the test split with each clip's widest-open frame as reference, without the
+# baseline rows: how much of an open still face's mouth the output copies (round 8).
+evaluate_widest() {
+  local out="$1"
+  shift
+  $PY -m training.data.cli eval runs/data-synth --split test --reference widest --no-baselines --model "$@" \
+    --out "$out" --threads 2 --quiet
+}
+
 # evaluate_speech OUT_DIR MODEL...: the shared real speech on the bundled face, the astronaut and two unseen
 # test portraits.
 evaluate_speech() {

@@ -9,13 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 MODEL="$1"
 OUT="$2"
-PY=.venv/bin/python
-SHARED=../shared/data
+source scripts/experiments/round_settings.sh 0  # PY, SHARED, evaluate_widest (it trains nothing here)
 SHIPPED=lightlip_ros/assets/student.pt
 mkdir -p "$OUT/strips"
 [ -f "$OUT/quant/entropy/quality/quality.md" ] || scripts/experiments/quant_round5.sh "$MODEL" "$OUT/quant"
-[ -f "$OUT/eval-widest/eval.md" ] || $PY -m training.data.cli eval runs/data-synth --split test --reference widest \
-  --no-baselines --threads 2 --quiet --model "$MODEL" "$SHIPPED" --out "$OUT/eval-widest"
+[ -f "$OUT/eval-widest/eval.md" ] || evaluate_widest "$OUT/eval-widest" "$MODEL" "$SHIPPED"
 for face in art_18 art_4 happy; do
   for which in shipped candidate; do
     model="$MODEL"

@@ -8,11 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS="${1:-20000}"
-source scripts/experiments/round_settings.sh "$STEPS"  # COMMON, ROUND5_STUDENT, train, evaluate_test, evaluate_speech(_more)
+source scripts/experiments/round_settings.sh "$STEPS"  # COMMON, ROUND5_STUDENT, train, evaluate_*
 OUT=runs/round8/student
 train student "$OUT" --init "$ROUND5_STUDENT" --lr 3e-4 --set data.reference_rest_fraction=1
 evaluate_test runs/round8/student-eval-test "$OUT/model_last.pt" "$OUT/model.pt" "$ROUND5_STUDENT"
 evaluate_speech runs/round8/student-speech "$OUT/model_last.pt" "$OUT/model.pt" "$ROUND5_STUDENT"
-$PY -m training.data.cli eval runs/data-synth --split test --reference widest --no-baselines --threads 2 --quiet \
-  --model "$OUT/model_last.pt" "$ROUND5_STUDENT" --out runs/round8/student-eval-widest
+evaluate_widest runs/round8/student-eval-widest "$OUT/model_last.pt" "$ROUND5_STUDENT"
 evaluate_speech_more runs/round8/student-speech-more "$OUT/model_last.pt" "$ROUND5_STUDENT"
