@@ -10,9 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS="${1:-4000}"
 CANDIDATES="${2:-8}"
-source scripts/experiments/round_settings.sh "$STEPS"  # run_training
-OUT="runs/round11/expert-match$CANDIDATES"
-[ "$STEPS" = 4000 ] || OUT="$OUT-$STEPS"
+source scripts/experiments/round_settings.sh "$STEPS"  # run_training, multiway_expert_dir
+OUT="$(multiway_expert_dir "$STEPS" "$CANDIDATES")"
 run_training syncnet "$OUT" --data runs/data-synth --steps "$STEPS" --batch-size 8 \
   --lr 5e-4 --val-every 250 --threads 2 --num-workers 1 --set model.width=0.25 --set data.candidates="$CANDIDATES" \
   --set data.off_sync_min_offset=3 --set train.val_batches=20 --set data.val_samples_per_clip=8 \

@@ -16,7 +16,7 @@ WEIGHT="${2:-0.3}"
 REGION="${3:-frame}"
 MIRROR="${4:-0}"
 EXPERT_STEPS="${5:-4000}"
-source scripts/experiments/round_settings.sh "$STEPS"  # COMMON, ROUND8_STUDENT, train, evaluate_test, evaluate_speech(_more)
+source scripts/experiments/round_settings.sh "$STEPS"  # ROUND8_STUDENT, use_multiway_expert, train_synced, evaluate_*
 case "$REGION" in
   frame) ROW="sync$WEIGHT"; MOUTH_ONLY=false ;;
   mouth) ROW="sync$WEIGHT-mouth"; MOUTH_ONLY=true ;;
@@ -24,15 +24,10 @@ case "$REGION" in
 esac
 [ "$MIRROR" = 0 ] || ROW="$ROW-mirror$MIRROR"
 OUT=runs/round11
-EXPERT=runs/round11/expert-match8  # expert_round11.sh's folder for that schedule
-[ "$EXPERT_STEPS" = 4000 ] || { EXPERT="$EXPERT-$EXPERT_STEPS"; ROW="$ROW-expert$EXPERT_STEPS"; }
-SYNCNET="$EXPERT/model.pt"
-[ -f "$EXPERT/summary.json" ] || scripts/experiments/expert_round11.sh "$EXPERT_STEPS" 8
+[ "$EXPERT_STEPS" = 4000 ] || ROW="$ROW-expert$EXPERT_STEPS"
+use_multiway_expert "$EXPERT_STEPS"  # SYNCNET
 [ -f runs/round9/closed/model_last.pt ] || scripts/experiments/round9.sh "$STEPS"
-# COMMON sets loss.sync=0; the later --set wins.
-train student "$OUT/$ROW" --init "$ROUND8_STUDENT" --lr 3e-4 --set data.reference_rest_fraction=1 \
-  --expert "$SYNCNET" --set loss.sync="$WEIGHT" --set loss.sync_enable_below=null --set loss.sync_mouth_only=$MOUTH_ONLY \
-  --set data.mirror="$MIRROR"
+train_synced "$OUT/$ROW" "$ROUND8_STUDENT" "$SYNCNET" "$WEIGHT" "$MOUTH_ONLY" --set data.mirror="$MIRROR"
 models=("$OUT/$ROW/model_last.pt" runs/round9/closed/model_last.pt "$ROUND8_STUDENT")
 evaluate_test "$OUT/eval-test-$ROW" "${models[@]}"
 evaluate_speech "$OUT/speech-$ROW" "${models[@]}"

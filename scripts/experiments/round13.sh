@@ -8,17 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS="${1:-6000}"
-source scripts/experiments/round_settings.sh "$STEPS"  # COMMON, train, evaluate_test, evaluate_speech(_more)
-ROUND12_STUDENT=runs/round12-student.pt
-[ -f "$ROUND12_STUDENT" ] || git show 4977985:lightlip_ros/assets/student.pt > "$ROUND12_STUDENT"
-EXPERT=runs/round11/expert-match8-12000
-[ -f "$EXPERT/summary.json" ] || scripts/experiments/expert_round11.sh 12000 8
-SYNCNET="$EXPERT/model.pt"
+source scripts/experiments/round_settings.sh "$STEPS"  # ROUND12_STUDENT, use_multiway_expert, train_synced, evaluate_*
+use_multiway_expert 12000  # SYNCNET
 OUT=runs/round13
 ROW="continued-$STEPS"
-# COMMON sets loss.sync=0; the later --set wins.
-train student "$OUT/$ROW" --init "$ROUND12_STUDENT" --lr 3e-4 --set data.reference_rest_fraction=1 \
-  --expert "$SYNCNET" --set loss.sync=0.1 --set loss.sync_enable_below=null --set loss.sync_mouth_only=true
+train_synced "$OUT/$ROW" "$ROUND12_STUDENT" "$SYNCNET" 0.1 true
 evaluate_test "$OUT/eval-test-$ROW" "$OUT/$ROW/model_last.pt"
 evaluate_speech "$OUT/speech-$ROW" "$OUT/$ROW/model_last.pt"
 evaluate_speech_more "$OUT/speech-more-$ROW" "$OUT/$ROW/model_last.pt"

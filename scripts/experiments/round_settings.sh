@@ -2,7 +2,8 @@
 # run of those rounds shares, so that a distilled student and its scratch twin differ only in the teacher,
 # and the two evaluations they all end with. The sourcing script's first argument is the step count; a
 # VAL_EVERY set before sourcing replaces the validation interval. It also trains the mouth-shape net the
-# frame_articulation term reads (train_shape_net, SHAPE_NET), and run_training serves the expert scripts too.
+# frame_articulation term reads (train_shape_net, SHAPE_NET), and run_training serves the expert scripts too; train_synced
+# and use_multiway_expert are rounds 11-13's sync recipe and expert.
 STEPS="${1:-20000}"
 VAL_EVERY="${VAL_EVERY:-1000}"
 PY=.venv/bin/python
@@ -29,6 +30,33 @@ train() {
   local recipe="$1" out="$2"
   shift 2
   run_training "$recipe" "$out" "${COMMON[@]}" "$@"
+}
+
+# train_synced OUT INIT SYNCNET WEIGHT MOUTH_ONLY [ARGS...]: round 11's recipe: the student INIT continued with the
+# round-8 recipe (closed references) plus WEIGHT x the expert SYNCNET's sync loss from the first step, judged on the
+# generated lower half (MOUTH_ONLY false) or on the mouth box alone (true; round 12's shipped student).
+train_synced() {
+  local out="$1" init="$2" syncnet="$3" weight="$4" mouth_only="$5"
+  shift 5
+  # COMMON sets loss.sync=0; the later --set wins.
+  train student "$out" --init "$init" --lr 3e-4 --set data.reference_rest_fraction=1 --expert "$syncnet" \
+    --set loss.sync="$weight" --set loss.sync_enable_below=null --set loss.sync_mouth_only="$mouth_only" "$@"
+}
+
+# multiway_expert_dir STEPS CANDIDATES: where expert_round11.sh trains round 11's multi-way matching expert of that
+# schedule (the 4,000-step one without a suffix; a longer schedule is a new run).
+multiway_expert_dir() {
+  local dir="runs/round11/expert-match$2"
+  [ "$1" = 4000 ] || dir="$dir-$1"
+  echo "$dir"
+}
+
+# use_multiway_expert STEPS: SYNCNET = the 8-candidate expert of that schedule, trained first when missing.
+use_multiway_expert() {
+  local dir
+  dir="$(multiway_expert_dir "$1" 8)"
+  [ -f "$dir/summary.json" ] || scripts/experiments/expert_round11.sh "$1" 8
+  SYNCNET="$dir/model.pt"
 }
 
 # Round 7's colour augmentation (off by default, docs/training.md round 7), as it ran then: values left in
@@ -86,3 +114,6 @@ ROUND5_STUDENT=runs/round5-student.pt
 # The round-8 student (shipped from round 8) that round 9 continues, out of the repository's history likewise.
 ROUND8_STUDENT=runs/round8-student.pt
 [ -f "$ROUND8_STUDENT" ] || { mkdir -p runs && git show bc006fd:lightlip_ros/assets/student.pt > "$ROUND8_STUDENT"; }
+# The round-12 student (shipped from round 12) that round 13 continues.
+ROUND12_STUDENT=runs/round12-student.pt
+[ -f "$ROUND12_STUDENT" ] || { mkdir -p runs && git show 4977985:lightlip_ros/assets/student.pt > "$ROUND12_STUDENT"; }
